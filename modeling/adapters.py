@@ -1,0 +1,147 @@
+"""Saved LoRA adapters: a registry folder of named adapters, loading them for inference,
+switching between them per request, and merging one into the base model for export.
+
+Adapters are safetensors only: a pickled ``adapter_model.bin`` can execute code when
+loaded, and serving loads adapters named by HTTP clients. Names are plain registry names
+(no slashes, no ``..``), so a request can never reach a path outside the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import PreTrainedModel
+
+from modeling.errors import AdapterNotFoundError, InvalidAdapterNameError, UnsafeAdapterFormatError
+
+ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+METADATA_FILE = "metadata.json"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def check_adapter_name(name: str) -> str:
+    """Return ``name`` if it is a plain registry name, else raise ``InvalidAdapterNameError``."""
+    if not isinstance(name, str) or not ADAPTER_NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise InvalidAdapterNameError(
+            f"invalid adapter name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (no paths)"
+        )
+    return name
+
+
+def check_adapter_folder(folder: Path) -> Path:
+    """Refuse folders without safetensors weights; say how to convert pickled ones."""
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise AdapterNotFoundError(folder.name, [], str(folder.parent))
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        found = f"found {', '.join(pickled)}" if pickled else "found no weights"
+        raise UnsafeAdapterFormatError(
+            f"adapter at {folder} has no {ADAPTER_WEIGHTS} ({found}); only safetensors adapters are "
+            "loaded. Re-save it with `model.save_pretrained(path, safe_serialization=True)`."
+        )
+    return folder
+
+
+class AdapterRegistry:
+    """A folder of named adapters: ``<root>/<name>/{adapter_config.json, adapter_model.safetensors, metadata.json}``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and (p / ADAPTER_CONFIG).is_file()
+            and ADAPTER_NAME_PATTERN.fullmatch(p.name)
+        )
+
+    def path(self, name: str) -> Path:
+        """The folder of adapter ``name``, checked to exist, be inside the registry and be safetensors."""
+        folder = (self.root / check_adapter_name(name)).resolve()
+        if folder.parent != self.root or not (folder / ADAPTER_CONFIG).is_file():
+            raise AdapterNotFoundError(name, self.names(), str(self.root))
+        return check_adapter_folder(folder)
+
+    def metadata(self, name: str) -> dict:
+        file = self.path(name) / METADATA_FILE
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def save(self, model: PeftModel, name: str, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
+        """Write the model's active adapter under ``name`` atomically (temp folder, then rename)."""
+        check_adapter_name(name)
+        target = self.root / name
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"adapter {name!r} already exists in {self.root}; pass overwrite=True to replace it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+        model.save_pretrained(staging, safe_serialization=True)
+        nested = staging / model.active_adapter  # peft nests non-"default" adapter names
+        if not (staging / ADAPTER_CONFIG).is_file() and (nested / ADAPTER_CONFIG).is_file():
+            for item in nested.iterdir():
+                item.rename(staging / item.name)
+            nested.rmdir()
+        (staging / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2, sort_keys=True, default=str))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        return target
+
+
+class AdapterHost:
+    """A base model plus any number of loaded adapters, one of which (or none) is active.
+
+    Serving keeps one host per replica and loads/unloads adapters as requests name them
+    (Ray Serve's multiplexing decides which stay); ``using(name)`` makes one active for the
+    duration of a forward pass or ``generate`` call, ``using(None)`` runs the bare base.
+    """
+
+    def __init__(self, base_model: PreTrainedModel, registry: AdapterRegistry) -> None:
+        self.registry = registry
+        self.model: PreTrainedModel | PeftModel = base_model
+
+    @property
+    def loaded(self) -> list[str]:
+        return sorted(self.model.peft_config) if isinstance(self.model, PeftModel) else []
+
+    def load(self, name: str) -> None:
+        if name in self.loaded:
+            return
+        folder = self.registry.path(name)
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name, is_trainable=False)
+        self.model.eval()
+
+    def unload(self, name: str) -> None:
+        if name in self.loaded:
+            if len(self.loaded) == 1:
+                self.model = self.model.unload()  # back to the plain base model, weights untouched
+            else:
+                if self.model.active_adapter == name:
+                    self.model.set_adapter(next(n for n in self.loaded if n != name))
+                self.model.delete_adapter(name)
+
+    @contextmanager
+    def using(self, name: str | None) -> Iterator[PreTrainedModel | PeftModel]:
+        if name is None:
+            if isinstance(self.model, PeftModel):
+                with self.model.disable_adapter():
+                    yield self.model
+            else:
+                yield self.model
+            return
+        self.load(name)
+        self.model.set_adapter(name)
+        yield self.model

@@ -1,0 +1,46 @@
+"""Typed errors of the model layer.
+
+Each error says what went wrong *and* how to fix it, so a user reading a Ray job log
+does not have to open the source to know what to change.
+"""
+
+from __future__ import annotations
+
+
+class ModelLayerError(Exception):
+    """Base class for every error the model layer raises on purpose."""
+
+
+class ModelNotFoundError(ModelLayerError):
+    """A base model id or path cannot be resolved offline or on disk."""
+
+
+class AdapterNotFoundError(ModelLayerError):
+    """An adapter name is not in the registry."""
+
+    def __init__(self, name: str, known: list[str], registry: str) -> None:
+        listing = ", ".join(known) if known else "(none yet: train one with `python -m train`)"
+        super().__init__(f"adapter {name!r} not found in registry {registry}; known adapters: {listing}")
+        self.name = name
+        self.known = known
+
+
+class InvalidAdapterNameError(ModelLayerError):
+    """An adapter name that could escape the registry folder or is not a plain name."""
+
+
+class UnsafeAdapterFormatError(ModelLayerError):
+    """An adapter folder holds pickled weights (.bin/.pt) instead of safetensors."""
+
+
+
+class PromptTooLongError(ModelLayerError):
+    """Prompt plus requested new tokens do not fit the model's context window."""
+
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, context: int) -> None:
+        super().__init__(
+            f"prompt has {prompt_tokens} tokens and {max_new_tokens} new tokens were requested, but the "
+            f"model's context is {context} tokens; shorten the prompt or lower max_tokens"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context = context
