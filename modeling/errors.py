@@ -23,6 +23,10 @@ class AdapterNotFoundError(ModelLayerError):
         super().__init__(f"adapter {name!r} not found in registry {registry}; known adapters: {listing}")
         self.name = name
         self.known = known
+        self.registry = registry
+
+    def __reduce__(self):  # picklable with its fields, so it crosses Ray process boundaries intact
+        return (type(self), (self.name, self.known, self.registry))
 
 
 class InvalidAdapterNameError(ModelLayerError):
@@ -43,4 +47,8 @@ class PromptTooLongError(ModelLayerError):
             f"model's context is {context} tokens; shorten the prompt or lower max_tokens"
         )
         self.prompt_tokens = prompt_tokens
+        self.max_new_tokens = max_new_tokens
         self.context = context
+
+    def __reduce__(self):
+        return (type(self), (self.prompt_tokens, self.max_new_tokens, self.context))
