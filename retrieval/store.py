@@ -1,0 +1,247 @@
+"""MilvusStore: every pymilvus call of the package, behind methods named for what they mean.
+
+Works unchanged on a Milvus Lite file (embedded, no server) and on a Milvus server/cluster URI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
+from pymilvus.exceptions import MilvusException
+
+from retrieval.config import MilvusConfig, SearchConfig
+from retrieval.errors import CollectionNotFoundError, StoreError
+from retrieval.filters import quote_string
+from retrieval.schema import (
+    CHUNK_OUTPUT_FIELDS,
+    INFO_ROW_ID,
+    MANIFEST_FIELDS,
+    MAX_LABEL_BYTES,
+    MAX_SOURCE_BYTES,
+    MAX_TEXT_BYTES,
+    chunk_schema,
+    clip_utf8,
+    manifest_name,
+    manifest_schema,
+)
+
+# pymilvus logs every RPC error with a traceback and warns about iterator timestamps; this module
+# re-raises failures as StoreError with context, so its own logging would only duplicate them.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+_BATCH = 1_000  # rows per query/delete "in [...]" list, well below Milvus' expression limits
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """The record of one document: which version is committed and in what state."""
+
+    doc_id: str
+    source: str
+    version: str
+    state: str  # "writing" | "done" | "deleting"
+    chunk_count: int
+    file_type: str = ""
+    title: str = ""
+    updated_at: int = 0
+
+
+def chunk_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Milvus row of a pipeline chunk record (see retrieval/pipeline.py), clipped to field limits."""
+    return {
+        "id": record["id"],
+        "doc_id": record["doc_id"],
+        "version": record["version"],
+        "source": clip_utf8(record["source"], MAX_SOURCE_BYTES),
+        "file_type": record["file_type"],
+        "title": clip_utf8(record["title"], MAX_LABEL_BYTES),
+        "section": clip_utf8(record["section"], MAX_LABEL_BYTES),
+        **{key: int(record[key]) for key in ("page", "row", "chunk_index", "start", "end")},
+        "text": clip_utf8(record["text"], MAX_TEXT_BYTES),
+        "meta": json.loads(record["meta_json"]),
+        "dense": [float(x) for x in record["dense"]],
+    }
+
+
+def _batches(items: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _in_list(field: str, values: Iterable[str]) -> str:
+    return f"{field} in [{', '.join(quote_string(v) for v in values)}]"
+
+
+class MilvusStore:
+    """One knowledge base = a chunk collection + its manifest collection."""
+
+    def __init__(self, config: MilvusConfig) -> None:
+        self.collection = config.collection
+        self.manifest_collection = manifest_name(config.collection)
+        self.uri = config.resolved_uri()
+        try:
+            self._client = MilvusClient(uri=self.uri, token=config.resolved_token(), db_name=config.db_name)
+        except MilvusException as exc:
+            raise StoreError(f"cannot connect to Milvus at {self.uri}: {exc}; check --uri / the token") from exc
+        self._loaded = False
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---- collections -----------------------------------------------------------------------
+    def exists(self) -> bool:
+        found = self._client.has_collection(self.collection) and self._client.has_collection(self.manifest_collection)
+        if found:
+            self._load()
+        return found
+
+    def _load(self) -> None:
+        """Collections are 'released' after a restart (always so in Milvus Lite); load once per store."""
+        if not self._loaded:
+            for name in (self.collection, self.manifest_collection):
+                self._client.load_collection(name)
+            self._loaded = True
+
+    def require(self) -> None:
+        if not self.exists():
+            raise CollectionNotFoundError(
+                f"collection '{self.collection}' does not exist at {self.uri}; ingest documents into it first "
+                f"(python -m retrieval ingest PATH --collection {self.collection})"
+            )
+
+    def ensure(self, dimension: int, embedder_name: str) -> None:
+        """Create both collections if missing; refuse a collection built with another embedder."""
+        if not self._client.has_collection(self.collection):
+            schema, index = chunk_schema(dimension)
+            self._client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+        if not self._client.has_collection(self.manifest_collection):
+            schema, index = manifest_schema()
+            self._client.create_collection(
+                self.manifest_collection, schema=schema, index_params=index, consistency_level="Strong"
+            )
+        self._load()
+        info = self.collection_info()
+        if info is None:
+            self._upsert_manifest_rows([ManifestEntry(INFO_ROW_ID, embedder_name, str(dimension), "info", 0)])
+        elif (info.source, info.version) != (embedder_name, str(dimension)):
+            raise StoreError(
+                f"collection '{self.collection}' was built with embedder '{info.source}' ({info.version} dims), "
+                f"not '{embedder_name}' ({dimension} dims); use another --collection or drop this one"
+            )
+
+    def collection_info(self) -> ManifestEntry | None:
+        rows = self._client.query(self.manifest_collection, filter=_in_list("doc_id", [INFO_ROW_ID]), output_fields=MANIFEST_FIELDS)
+        return ManifestEntry(**rows[0]) if rows else None
+
+    def drop(self) -> None:
+        for name in (self.collection, self.manifest_collection):
+            if self._client.has_collection(name):
+                self._client.drop_collection(name)
+
+    # ---- chunks ------------------------------------------------------------------------------
+    def upsert_chunks(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert by deterministic id: writing the same chunk twice leaves one row."""
+        if rows:
+            self._client.upsert(self.collection, rows)
+
+    def delete_other_versions(self, current: dict[str, str]) -> None:
+        """Delete chunks of each document whose version is not ``current[doc_id]``."""
+        items = list(current.items())
+        for batch in _batches(items, 100):
+            clauses = [f"(doc_id == {quote_string(d)} and version != {quote_string(v)})" for d, v in batch]
+            self._client.delete(self.collection, filter=" or ".join(clauses))
+
+    def delete_documents_chunks(self, doc_ids: Sequence[str]) -> None:
+        for batch in _batches(list(doc_ids)):
+            self._client.delete(self.collection, filter=_in_list("doc_id", batch))
+
+    def count_chunks(self, expression: str = "") -> int:
+        rows = self._client.query(self.collection, filter=expression, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def chunks(self, expression: str, limit: int = 16_384) -> list[dict[str, Any]]:
+        return self._client.query(self.collection, filter=expression, output_fields=CHUNK_OUTPUT_FIELDS, limit=limit)
+
+    # ---- manifest ------------------------------------------------------------------------------
+    def _upsert_manifest_rows(self, entries: Sequence[ManifestEntry]) -> None:
+        now = int(time.time())
+        rows = [
+            {
+                **{k: getattr(e, k) for k in MANIFEST_FIELDS},
+                "source": clip_utf8(e.source, MAX_SOURCE_BYTES),
+                "title": clip_utf8(e.title, MAX_LABEL_BYTES),
+                "updated_at": now,
+                "_unused_vector": [0.0, 0.0],
+            }
+            for e in entries
+        ]
+        if rows:
+            self._client.upsert(self.manifest_collection, rows)
+
+    def write_manifest(self, entries: Sequence[ManifestEntry]) -> None:
+        self._upsert_manifest_rows(entries)
+
+    def delete_manifest(self, doc_ids: Sequence[str]) -> None:
+        for batch in _batches(list(doc_ids)):
+            self._client.delete(self.manifest_collection, filter=_in_list("doc_id", batch))
+
+    def manifest(self, doc_ids: Sequence[str] | None = None) -> dict[str, ManifestEntry]:
+        """Manifest rows of the given documents (all documents when ``doc_ids`` is None)."""
+        rows: list[dict[str, Any]] = []
+        if doc_ids is None:
+            iterator = self._client.query_iterator(
+                self.manifest_collection, batch_size=5_000, filter=f"doc_id != {quote_string(INFO_ROW_ID)}",
+                output_fields=MANIFEST_FIELDS,
+            )
+            try:
+                while batch := iterator.next():
+                    rows.extend(batch)
+            finally:
+                iterator.close()
+        else:
+            for batch in _batches(list(doc_ids)):
+                rows.extend(self._client.query(self.manifest_collection, filter=_in_list("doc_id", batch), output_fields=MANIFEST_FIELDS))
+        return {row["doc_id"]: ManifestEntry(**{k: row[k] for k in MANIFEST_FIELDS}) for row in rows if row["doc_id"] != INFO_ROW_ID}
+
+    # ---- search ------------------------------------------------------------------------------
+    def search(
+        self,
+        mode: str,
+        query_text: str,
+        query_vector: list[float] | None,
+        limit: int,
+        expression: str,
+        settings: SearchConfig,
+    ) -> list[dict[str, Any]]:
+        """Raw Milvus hits (dicts with id, distance, entity), best first."""
+        try:
+            if mode == "dense":
+                result = self._client.search(
+                    self.collection, data=[query_vector], anns_field="dense", limit=limit,
+                    filter=expression, output_fields=CHUNK_OUTPUT_FIELDS,
+                )
+            elif mode == "bm25":
+                result = self._client.search(
+                    self.collection, data=[query_text], anns_field="sparse", limit=limit,
+                    filter=expression, output_fields=CHUNK_OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
+                )
+            else:
+                candidates = max(limit, settings.candidates)
+                requests = [
+                    AnnSearchRequest(data=[query_vector], anns_field="dense", param={}, limit=candidates, expr=expression or None),
+                    AnnSearchRequest(data=[query_text], anns_field="sparse", param={}, limit=candidates, expr=expression or None),
+                ]
+                ranker = (
+                    RRFRanker(settings.rrf_k)
+                    if settings.ranker == "rrf"
+                    else WeightedRanker(settings.dense_weight, settings.bm25_weight)
+                )
+                result = self._client.hybrid_search(self.collection, requests, ranker, limit=limit, output_fields=CHUNK_OUTPUT_FIELDS)
+        except MilvusException as exc:
+            raise StoreError(f"Milvus {mode} search on '{self.collection}' failed: {exc}") from exc
+        return list(result[0]) if result else []
