@@ -33,6 +33,8 @@ from retrieval.schema import (
 # pymilvus logs every RPC error with a traceback and warns about iterator timestamps; this module
 # re-raises failures as StoreError with context, so its own logging would only duplicate them.
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+# Milvus Lite lacks AllocTimestamp; query_iterator falls back to a client timestamp after this logs.
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 _BATCH = 1_000  # rows per query/delete "in [...]" list, well below Milvus' expression limits
 
