@@ -100,6 +100,8 @@ def ingest(
     for doc_id in writer.unfinished():
         record(FileResult(tasks[doc_id].source, "error", doc_id=doc_id, error="pipeline returned no output for this file"))
     bar.close()
+    if todo or report.counts.get("deleted"):
+        store.flush()  # index what changed now, not at process exit (see MilvusStore.flush)
     report.chunks_written = writer.chunks_written
     report.seconds = time.perf_counter() - started
     return report
