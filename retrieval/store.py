@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -37,6 +39,28 @@ logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 _BATCH = 1_000  # rows per query/delete "in [...]" list, well below Milvus' expression limits
+
+# Milvus Lite runs its server inside the process that first opens a .db file and keeps it (and
+# the file's lock) until the process exits, even after every client closed. So a process that
+# ingests and then hands the file to another process (a Serve replica, a Ray task) must release
+# it: the last store of a file to close in this process stops its embedded server.
+_LITE_OPEN: Counter[str] = Counter()
+_LITE_GUARD = threading.Lock()
+
+
+def _is_lite(uri: str) -> bool:
+    return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
+def _release_lite(path: str) -> None:
+    with _LITE_GUARD:
+        _LITE_OPEN[path] -= 1
+        if _LITE_OPEN[path] > 0:
+            return
+        del _LITE_OPEN[path]
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(path)
 
 
 @dataclass(frozen=True)
@@ -91,9 +115,19 @@ class MilvusStore:
         except MilvusException as exc:
             raise StoreError(f"cannot connect to Milvus at {self.uri}: {exc}; check --uri / the token") from exc
         self._loaded = False
+        self._lite = _is_lite(self.uri)
+        if self._lite:
+            with _LITE_GUARD:
+                _LITE_OPEN[self.uri] += 1
 
     def close(self) -> None:
+        """Close the connection; the last store of a Milvus Lite file also releases the file."""
+        if self._client is None:
+            return
         self._client.close()
+        self._client = None
+        if self._lite:
+            _release_lite(self.uri)
 
     # ---- collections -----------------------------------------------------------------------
     def exists(self) -> bool:
