@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh clone (see README):
-#   make demo   - build .venv if needed, then run the main job
+#   make demo   - build .venv if needed, then run the main job (python -m pipeline; ARGS="--keep-serving" etc.)
 #   make test   - build .venv if needed, then run the test suite
 # Both (re)build the virtual environment only when pyproject.toml or the requirements change.
 
@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-QUESTION ?= In one sentence, what is a parts catalogue used for?
+ARGS ?=
 
 # Keep every cache, model build and Ray temp file inside the repository.
 export EXPERT_CACHE_DIR ?= $(CURDIR)/.cache
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 venv: $(STAMP)
 
 demo: venv
-	HF_HUB_OFFLINE=1 $(PY) -m modeling ask "$(QUESTION)"
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline $(ARGS)
 
 test: venv
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,58 @@
+"""Step 2a: training data from the collection and the training questions.
+
+Two files: RAFT chat examples (question + gold/distractor passages -> cited answer) for the
+hybrid adapter, and plain question -> answer examples for the fine-tuned-only adapter. They
+are rebuilt only when their inputs change: the QA file, the documents, or the RAFT settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval import Retriever
+from train.qa import build_instruction_examples, load_qa, write_jsonl
+from train.raft import build_raft_examples
+
+from pipeline.progress import say
+from pipeline.settings import PipelineSettings
+
+
+@dataclass(frozen=True)
+class TrainingFiles:
+    raft: Path
+    instruct: Path
+    reused: bool
+
+
+def inputs_fingerprint(settings: PipelineSettings) -> str:
+    """Hash of everything the built files depend on (document bytes, QA bytes, RAFT knobs)."""
+    digest = hashlib.sha256()
+    files = [settings.company_path(settings.qa_train)]
+    for root in (settings.company_path(p) for p in settings.documents):
+        files += sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
+        digest.update(str(file).encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    digest.update(settings.raft.model_dump_json().encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def build_training_files(settings: PipelineSettings) -> TrainingFiles:
+    raft_file, instruct_file = settings.work / "train-raft.jsonl", settings.work / "train-instruct.jsonl"
+    stamp = settings.work / "training-data.json"
+    fingerprint = inputs_fingerprint(settings)
+    if raft_file.is_file() and instruct_file.is_file() and stamp.is_file():
+        if json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+            say(f"reusing {raft_file} and {instruct_file} (documents, questions and settings unchanged)")
+            return TrainingFiles(raft_file, instruct_file, reused=True)
+    items = load_qa(settings.company_path(settings.qa_train))
+    with Retriever(collection=settings.collection, uri=settings.uri) as kb:
+        examples, stats = build_raft_examples(items, kb, settings.raft)
+    write_jsonl(raft_file, ({"messages": e.messages} for e in examples))
+    write_jsonl(instruct_file, build_instruction_examples(items))
+    stamp.write_text(json.dumps({"fingerprint": fingerprint, "raft": vars(stats)}, indent=2, default=str))
+    say(f"RAFT data: {raft_file}: {stats.summary()}")
+    say(f"instruction data: {instruct_file} ({len(items)} question -> answer examples)")
+    return TrainingFiles(raft_file, instruct_file, reused=False)

@@ -1,0 +1,89 @@
+"""The pipeline's declarative config (``pipeline/configs/*.yaml``), validated like every recipe.
+
+Paths are relative to the repository root (where ``make demo`` runs), so the same file works
+from a fresh clone; ``--set key=value`` overrides any knob (``--set eval.limit=10``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+from pydantic import Field, ValidationError
+
+from modeling.settings import StrictModel
+from train.raft import RaftSettings
+from train.recipe_loading import apply_override
+
+DEFAULT_CONFIG = Path(__file__).with_name("configs") / "quillfen.yaml"
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline config does not validate; the message names the bad key."""
+
+
+class AdapterPlan(StrictModel):
+    """One adapter to train (or reuse): its registry name and the recipe overrides it trains with."""
+
+    name: str
+    overrides: tuple[str, ...] = Field((), description="--set style overrides applied to the recipe")
+
+
+class EvalPlan(StrictModel):
+    limit: int | None = Field(None, ge=1, description="only the first N held-out questions (None = all)")
+    max_tokens: int = Field(48, ge=1, le=1024)
+    concurrency: int = Field(8, ge=1, le=64, description="requests in flight (the server batches them)")
+    resamples: int = Field(1000, ge=100)
+
+
+class PipelineSettings(StrictModel):
+    name: str = "quillfen"
+    company_dir: str = "examples/quillfen-windworks"
+    documents: tuple[str, ...] = Field(("docs", "structured"), description="folders/files under company_dir to ingest")
+    qa_train: str = "qa/train.jsonl"
+    qa_test: str = "qa/test.jsonl"
+    work_dir: str = Field("data/pipeline/quillfen", description="built datasets, Milvus Lite file, results")
+    collection: str = "quillfen"
+    milvus_uri: str | None = Field(None, description="None = <work_dir>/milvus.db (Milvus Lite); or http://host:19530")
+    registry: str = "data/adapters"
+    recipe: str = "train/recipes/cpu-demo.yaml"
+    finetuned: AdapterPlan = AdapterPlan(name="quillfen-ft")
+    hybrid: AdapterPlan = AdapterPlan(name="quillfen-raft")
+    raft: RaftSettings = RaftSettings()
+    demo_questions: int = Field(3, ge=0, le=20, description="held-out questions shown through every route")
+    demo_max_tokens: int = Field(64, ge=1, le=1024)
+    eval: EvalPlan = EvalPlan()
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535, description="0 = any free port")
+
+    def company_path(self, relative: str) -> Path:
+        return Path(self.company_dir) / relative
+
+    @property
+    def work(self) -> Path:
+        return Path(self.work_dir)
+
+    @property
+    def uri(self) -> str:
+        return self.milvus_uri or str(self.work / "milvus.db")
+
+
+def load_settings(path: str | Path = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> PipelineSettings:
+    """Read, override and validate a pipeline config; errors name the file and the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineConfigError(f"pipeline config {path} does not exist; see pipeline/configs/")
+    tree = yaml.safe_load(path.read_text()) or {}
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    try:
+        settings = PipelineSettings.model_validate(tree)
+    except ValidationError as exc:
+        raise PipelineConfigError(f"invalid pipeline config {path}:\n{exc}") from None
+    missing = [p for p in (settings.company_dir, settings.recipe) if not Path(p).exists()]
+    missing += [str(settings.company_path(p)) for p in (*settings.documents, settings.qa_train, settings.qa_test)
+                if not settings.company_path(p).exists()]
+    if missing:
+        raise PipelineConfigError(f"{path}: these paths do not exist: {', '.join(missing)}")
+    return settings
