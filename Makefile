@@ -14,8 +14,10 @@ export EXPERT_CACHE_DIR ?= $(CURDIR)/.cache
 export HF_HOME ?= $(CURDIR)/.cache/huggingface
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
+# Ray's auth token for local clusters lives here, not in ~/.ray (created on first use).
+export RAY_AUTH_TOKEN_PATH ?= $(CURDIR)/.cache/ray/auth_token
 
-.PHONY: venv demo test clean
+.PHONY: venv ray-token demo test clean
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +30,13 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 
 venv: $(STAMP)
 
-demo: venv
+ray-token:
+	@test -s "$(RAY_AUTH_TOKEN_PATH)" || (mkdir -p "$(dir $(RAY_AUTH_TOKEN_PATH))" && $(PY) -c "import secrets; print(secrets.token_hex(32), end='')" > "$(RAY_AUTH_TOKEN_PATH)")
+
+demo: venv ray-token
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline $(ARGS)
 
-test: venv
+test: venv ray-token
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -14,6 +14,9 @@ from pipeline.progress import say
 from pipeline.settings import PipelineSettings
 
 
+QUIET_LOGS = {"enable_access_log": False, "log_level": "WARNING"}
+
+
 class PortInUseError(RuntimeError):
     """The configured HTTP port is taken."""
 
@@ -38,7 +41,6 @@ def start_ray() -> None:
             address="local",
             num_cpus=max(os.cpu_count() or 1, 4),  # logical slots: training then serving share the cores
             include_dashboard=False,
-            log_to_driver=False,
             _temp_dir=str(Path(os.environ.get("EXPERT_CACHE_DIR", ".cache")).resolve() / "ray"),
         )
 
@@ -55,6 +57,8 @@ def start_app(settings: PipelineSettings) -> str:
             "retriever.uri": str(Path(settings.uri).resolve()) if "://" not in settings.uri else settings.uri,
             "retriever.collection": settings.collection,
         },
+        # Training progress comes back through Ray's worker logs; per-request access logs would drown it.
+        deployment_overrides={name: {"logging_config": QUIET_LOGS} for name in ("Gateway", "Retriever", "Generator")},
     )
     url = f"http://{settings.host}:{port}"
     say(f"serving at {url}  (OpenAI API at {url}/v1, docs at {url}/docs)")

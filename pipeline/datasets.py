@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval import Retriever
-from train.qa import build_instruction_examples, load_qa, write_jsonl
+from train.qa import QAItem, build_instruction_examples, load_qa, write_jsonl
 from train.raft import build_raft_examples
 
 from pipeline.progress import say
@@ -35,8 +36,17 @@ def inputs_fingerprint(settings: PipelineSettings) -> str:
         files += sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     for file in files:
         digest.update(str(file).encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
-    digest.update(settings.raft.model_dump_json().encode())
+    digest.update(settings.raft.model_dump_json().encode() + str(settings.raft_questions).encode())
     return "sha256:" + digest.hexdigest()
+
+
+def raft_sample(items: list[QAItem], settings: PipelineSettings) -> list[QAItem]:
+    """A seeded sample of the questions (in file order), or all of them."""
+    wanted = settings.raft_questions
+    if wanted is None or wanted >= len(items):
+        return items
+    keep = set(random.Random(settings.raft.seed).sample(range(len(items)), wanted))
+    return [item for index, item in enumerate(items) if index in keep]
 
 
 def build_training_files(settings: PipelineSettings) -> TrainingFiles:
@@ -49,7 +59,7 @@ def build_training_files(settings: PipelineSettings) -> TrainingFiles:
             return TrainingFiles(raft_file, instruct_file, reused=True)
     items = load_qa(settings.company_path(settings.qa_train))
     with Retriever(collection=settings.collection, uri=settings.uri) as kb:
-        examples, stats = build_raft_examples(items, kb, settings.raft)
+        examples, stats = build_raft_examples(raft_sample(items, settings), kb, settings.raft)
     write_jsonl(raft_file, ({"messages": e.messages} for e in examples))
     write_jsonl(instruct_file, build_instruction_examples(items))
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "raft": vars(stats)}, indent=2, default=str))

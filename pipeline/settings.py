@@ -51,6 +51,11 @@ class PipelineSettings(StrictModel):
     finetuned: AdapterPlan = AdapterPlan(name="quillfen-ft")
     hybrid: AdapterPlan = AdapterPlan(name="quillfen-raft")
     raft: RaftSettings = RaftSettings()
+    raft_questions: int | None = Field(
+        None, ge=1, description="RAFT examples from a seeded sample of this many training questions (None = all): "
+        "RAFT teaches reading and citing passages, which needs fewer examples than memorising facts, and each "
+        "example carries a whole context, so this bounds the hybrid adapter's training time on CPU",
+    )
     demo_questions: int = Field(3, ge=0, le=20, description="held-out questions shown through every route")
     demo_max_tokens: int = Field(64, ge=1, le=1024)
     eval: EvalPlan = EvalPlan()
