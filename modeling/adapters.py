@@ -79,19 +79,40 @@ class AdapterRegistry:
 
     def save(self, model: PeftModel, name: str, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
         """Write the model's active adapter under ``name`` atomically (temp folder, then rename)."""
-        check_adapter_name(name)
-        target = self.root / name
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"adapter {name!r} already exists in {self.root}; pass overwrite=True to replace it")
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+        staging = self._staging(name, overwrite)
         model.save_pretrained(staging, safe_serialization=True)
         nested = staging / model.active_adapter  # peft nests non-"default" adapter names
         if not (staging / ADAPTER_CONFIG).is_file() and (nested / ADAPTER_CONFIG).is_file():
             for item in nested.iterdir():
                 item.rename(staging / item.name)
             nested.rmdir()
+        return self._commit(staging, name, metadata)
+
+    def add_folder(
+        self, folder: str | Path, name: str, metadata: dict | None = None, *, overwrite: bool = False
+    ) -> Path:
+        """Copy an adapter folder saved elsewhere (e.g. by a training worker) in under ``name``.
+
+        Every file of ``folder`` is copied (a loss curve, say); it must hold a safetensors
+        adapter. Atomic like :meth:`save`.
+        """
+        source = check_adapter_folder(Path(folder))
+        staging = self._staging(name, overwrite)
+        for item in source.iterdir():
+            if item.is_file() and item.name != METADATA_FILE:
+                shutil.copy2(item, staging / item.name)
+        return self._commit(staging, name, metadata)
+
+    def _staging(self, name: str, overwrite: bool) -> Path:
+        check_adapter_name(name)
+        if (self.root / name).exists() and not overwrite:
+            raise FileExistsError(f"adapter {name!r} already exists in {self.root}; pass overwrite=True to replace it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+
+    def _commit(self, staging: Path, name: str, metadata: dict | None) -> Path:
         (staging / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2, sort_keys=True, default=str))
+        target = self.root / name
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

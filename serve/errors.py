@@ -1,0 +1,186 @@
+"""Map every bad input to a 4xx with a message, never a 500 or a hung request.
+
+Errors raised inside other deployments arrive through their handles as instances of the
+original class (Ray re-raises the cause), so typed model-layer errors map here directly.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.exceptions import RayTaskError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modeling import (
+    AdapterNotFoundError,
+    InvalidAdapterNameError,
+    PromptTooLongError,
+    UnsafeAdapterFormatError,
+)
+from retrieval.errors import CollectionNotFoundError, RetrievalError, StoreError
+from serve.settings import GatewaySettings
+
+OPEN_PATHS = frozenset({"/healthz"})
+log = logging.getLogger("ray.serve")
+
+
+@asynccontextmanager
+async def original_error() -> AsyncIterator[None]:
+    """Re-raise the exception a deployment raised, not Ray's wrapper around it.
+
+    Ray can only re-create some exception classes as ``RayTaskError`` subclasses (not those
+    with custom ``__init__`` signatures), so handlers would miss them; ``.cause`` is exact.
+    """
+    try:
+        yield
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+
+
+class AdapterLoadError(Exception):
+    """A registered adapter that cannot be loaded onto the served base model (409)."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_body(status: int, message: str, kind: str) -> JSONResponse:
+    """OpenAI-style error object, so OpenAI clients raise their usual typed errors."""
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+
+
+class LimitsAndAuth:
+    """Pure ASGI middleware: bearer-token auth (when keys are set) and a request body cap.
+
+    The cap counts bytes as they arrive, so a chunked upload without Content-Length cannot
+    stream an unbounded body into memory either.
+    """
+
+    def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
+        self.app = app
+        self.keys = [k.encode("utf-8") for k in settings.effective_api_keys()]
+        self.max_body = settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        route = path[len(root):] if root and path.startswith(root) else path  # same under any route_prefix
+        if self.keys and route not in OPEN_PATHS:
+            scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+            presented = token.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
+            if not any(hmac.compare_digest(presented, k) for k in self.keys):
+                await error_body(401, "missing or invalid API key: send 'Authorization: Bearer <key>'", "auth_error")(
+                    scope, receive, send
+                )
+                return
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            await self._too_large(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_body(413, BodyTooLarge(self.max_body).detail, "request_too_large")(scope, receive, send)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while the body streams in; an HTTPException so FastAPI's body parsing passes it on as 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than {limit} bytes")
+
+
+def install_error_handling(app: FastAPI, settings: GatewaySettings) -> None:
+    if getattr(app.state, "errors_installed", False):
+        return
+    app.state.errors_installed = True
+    app.add_middleware(LimitsAndAuth, settings=settings)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_body(exc.status, exc.message, "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_body(400, "request body is not valid JSON", "invalid_request_error")
+        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in errors)
+        return error_body(422, detail or "invalid request", "invalid_request_error")
+
+    @app.exception_handler(AdapterNotFoundError)
+    async def _no_adapter(_: Request, exc: AdapterNotFoundError) -> JSONResponse:
+        return error_body(404, f"adapter {exc.name!r} not found; known adapters: {', '.join(exc.known) or '(none)'}", "not_found_error")
+
+    @app.exception_handler(InvalidAdapterNameError)
+    async def _bad_adapter_name(_: Request, exc: InvalidAdapterNameError) -> JSONResponse:
+        return error_body(400, str(exc), "invalid_request_error")
+
+    @app.exception_handler(PromptTooLongError)
+    async def _too_long(_: Request, exc: PromptTooLongError) -> JSONResponse:
+        return error_body(400, str(exc), "context_length_exceeded")
+
+    @app.exception_handler(CollectionNotFoundError)
+    async def _no_collection(_: Request, exc: CollectionNotFoundError) -> JSONResponse:
+        return error_body(404, str(exc), "not_found_error")
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        return error_body(503, f"knowledge store unavailable: {exc}", "service_unavailable")
+
+    @app.exception_handler(RetrievalError)
+    async def _retrieval(_: Request, exc: RetrievalError) -> JSONResponse:
+        return error_body(422, str(exc), "invalid_request_error")
+
+    @app.exception_handler(UnsafeAdapterFormatError)
+    async def _unsafe(_: Request, exc: UnsafeAdapterFormatError) -> JSONResponse:
+        return error_body(409, str(exc), "adapter_format_error")
+
+    @app.exception_handler(AdapterLoadError)
+    async def _incompatible(_: Request, exc: AdapterLoadError) -> JSONResponse:
+        return error_body(409, str(exc), "adapter_format_error")
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        message = {
+            404: f"no route {request.url.path}; see /docs for the API",
+            405: f"{request.method} is not allowed on {request.url.path}; see /docs for the API",
+        }.get(exc.status_code, str(exc.detail))
+        kind = "request_too_large" if exc.status_code == 413 else "invalid_request_error"
+        return error_body(exc.status_code, message, kind)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request")
+        return error_body(500, f"internal error ({type(exc).__name__}); see the Serve replica logs", "server_error")

@@ -1,0 +1,268 @@
+"""The HTTP ingress: FastAPI inside Ray Serve, composing Retriever and Generator handles.
+
+Routes: OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models``; simple JSON routes
+``/rag``, ``/finetuned``, ``/hybrid``, ``/search``; ``/healthz``. Every bad input maps to a
+4xx with a message (see ``serve/errors.py``); nothing here loads models or talks to Milvus.
+
+Retrieval per request: ``"rag": true`` in the body, or a model name ending in ``+rag``
+(``base+rag``, ``<adapter>+rag``). Answers that used retrieval carry ``sources`` (the chunks
+the prompt was built from, numbered as the answer cites them) as an extra top-level field.
+"""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from modeling import Completion, GenerationParams
+from modeling.rag_prompt import Passage, build_rag_messages
+from serve.errors import ApiError, install_error_handling, original_error
+from serve.generator import GenerationRequest
+from serve.schemas import (
+    RAG_SUFFIX,
+    AskRequest,
+    AskResponse,
+    ChatCompletionRequest,
+    SearchRequest,
+    SearchResponse,
+    Source,
+)
+from serve.settings import AppSettings
+
+app = FastAPI(
+    title="phi3-expert",
+    version="0.1.0",
+    description="RAG, fine-tuned and hybrid answers from Phi-3; OpenAI-compatible under /v1.",
+)
+BASE_MODEL_ALIAS = "base"
+
+
+def _usage(out: Completion) -> dict:
+    return {
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": out.completion_tokens,
+        "total_tokens": out.prompt_tokens + out.completion_tokens,
+    }
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress(app)
+class Gateway:
+    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, settings: dict) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.settings = AppSettings.model_validate(settings)
+        install_error_handling(app, self.settings.gateway)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _params(self, max_tokens: int | None, temperature: float, top_p: float, stop, seed) -> GenerationParams:
+        limits = self.settings.generator
+        wanted = max_tokens or limits.default_max_tokens
+        if wanted > limits.max_tokens_limit:
+            raise ApiError(422, f"max_tokens={wanted} is above this server's limit of {limits.max_tokens_limit}")
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        try:
+            return GenerationParams(max_new_tokens=wanted, temperature=temperature, top_p=top_p, stop=stops, seed=seed)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ApiError(422, detail) from exc
+
+    def _adapter_for(self, model: str) -> str | None:
+        """``base`` or the base model's id -> None; anything else must be a registered adapter."""
+        if model in (BASE_MODEL_ALIAS, self.settings.generator.model.name_or_path):
+            return None
+        return model
+
+    @asynccontextmanager
+    async def _deadline(self):
+        """Bound retrieval + generation of one request; a request never hangs (504 instead)."""
+        limit = self.settings.gateway.request_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                yield
+        except TimeoutError:
+            raise ApiError(504, f"the request took longer than {limit:g}s; ask for fewer max_tokens or retry") from None
+
+    async def _search(self, query: str, top_k: int | None, mode: str | None, filters) -> list[Source]:
+        async with original_error():
+            hits = await self.retriever.search.remote(
+                query,
+                top_k or self.settings.retriever.top_k,
+                mode or self.settings.retriever.mode,
+                [f.model_dump() for f in filters],
+            )
+        return [Source(ref=i, **hit) for i, hit in enumerate(hits, start=1)]
+
+    async def _answer(self, messages: list[dict], adapter: str | None, params: GenerationParams) -> Completion:
+        async with original_error():
+            return await self.generator.options(multiplexed_model_id=adapter or "").generate.remote(
+                GenerationRequest(messages=messages, adapter=adapter, params=params)
+            )
+
+    @staticmethod
+    def _rag_messages(messages: list[dict], sources: list[Source]) -> list[dict]:
+        """Replace the last user turn by the RAG prompt over ``sources``; keep earlier turns."""
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        system = next((m["content"] for m in messages if m["role"] == "system"), None)
+        passages = [Passage(text=s.text, source=s.source, section=s.section) for s in sources]
+        rag = build_rag_messages(messages[last_user]["content"], passages, **({"system": system} if system else {}))
+        history = [m for m in messages[:last_user] if m["role"] != "system"]
+        return [m for m in rag if m["role"] == "system"] + history + [m for m in rag if m["role"] == "user"]
+
+    # -- routes ----------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models(self) -> dict:
+        created = int(time.time())
+        async with original_error():
+            adapters = await self.generator.adapters.remote()
+        ids = [BASE_MODEL_ALIAS, *adapters]
+        data = [{"id": i, "object": "model", "created": created, "owned_by": "phi3-expert"} for i in ids]
+        data += [{"id": i + RAG_SUFFIX, "object": "model", "created": created, "owned_by": "phi3-expert"} for i in ids]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, body: ChatCompletionRequest):
+        model = body.model
+        use_rag = body.rag or model.endswith(RAG_SUFFIX)
+        adapter = self._adapter_for(model.removesuffix(RAG_SUFFIX))
+        params = self._params(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
+        messages = [m.plain() for m in body.messages]
+        if not any(m["role"] == "user" for m in messages):
+            raise ApiError(422, "messages must contain at least one user message")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        sources: list[Source] = []
+        async with self._deadline():
+            if use_rag:
+                query = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+                sources = await self._search(query, body.rag_top_k, None, body.rag_filters)
+                messages = self._rag_messages(messages, sources)
+            request = GenerationRequest(messages=messages, adapter=adapter, params=params)
+            if body.stream:
+                async with original_error():
+                    await self.generator.validate.remote(request)  # 4xx now, not mid-stream
+            else:
+                out = await self._answer(messages, adapter, params)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(
+                self._stream(completion_id, model, request, sources if use_rag else None, include_usage),
+                media_type="text/event-stream",
+            )
+        response = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": out.text}, "finish_reason": out.finish_reason}
+            ],
+            "usage": _usage(out),
+        }
+        if use_rag:
+            response["sources"] = [s.model_dump() for s in sources]
+        return response
+
+    async def _stream(
+        self,
+        completion_id: str,
+        model: str,
+        request: GenerationRequest,
+        sources: list[Source] | None,
+        include_usage: bool,
+    ) -> AsyncIterator[str]:
+        """OpenAI's SSE chunks; the last content chunk carries ``finish_reason`` (and ``sources`` with RAG)."""
+        created = int(time.time())
+
+        def event(choices: list[dict], **extra) -> str:
+            chunk = {
+                "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": choices, **extra,
+            }
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        handle = self.generator.options(multiplexed_model_id=request.adapter or "", stream=True)
+        final: Completion | None = None
+        try:
+            async with original_error():
+                async for item in handle.generate_stream.remote(request):
+                    if isinstance(item, Completion):
+                        final = item
+                    else:
+                        yield event([{"index": 0, "delta": {"content": item}, "finish_reason": None}])
+        except Exception as exc:  # headers are sent: report in-band, then end the stream cleanly
+            error = {"message": f"generation failed: {type(exc).__name__}: {exc}", "type": "server_error", "code": 500}
+            yield f"data: {json.dumps({'error': error})}\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        extra = {"sources": [s.model_dump() for s in sources]} if sources is not None else {}
+        finish = final.finish_reason if final else "stop"
+        yield event([{"index": 0, "delta": {}, "finish_reason": finish}], **extra)
+        if include_usage and final:
+            yield event([], usage=_usage(final))
+        yield "data: [DONE]\n\n"
+
+    async def _ask(self, body: AskRequest, *, use_rag: bool, needs_adapter: bool) -> dict:
+        if needs_adapter and not body.adapter:
+            raise ApiError(422, "this route needs 'adapter': the registry name of a fine-tuned adapter (GET /v1/models)")
+        if body.adapter and not needs_adapter:
+            raise ApiError(422, "/rag answers with the base model; use /hybrid for an adapter with retrieval")
+        started = time.perf_counter()
+        params = self._params(body.max_tokens, body.temperature, body.top_p, None, body.seed)
+        messages = [{"role": "user", "content": body.question}]
+        sources: list[Source] = []
+        async with self._deadline():
+            if use_rag:
+                sources = await self._search(body.question, body.top_k, None, body.filters)
+                messages = build_rag_messages(body.question, [Passage(**s.model_dump()) for s in sources])
+            retrieved = time.perf_counter()
+            out = await self._answer(messages, body.adapter, params)
+        done = time.perf_counter()
+        return {
+            "answer": out.text,
+            "model": body.adapter or BASE_MODEL_ALIAS,
+            "adapter": body.adapter,
+            "sources": [s.model_dump() for s in sources],
+            "finish_reason": out.finish_reason,
+            "usage": _usage(out),
+            "timings": {
+                "retrieval_s": round(retrieved - started, 4),
+                "generation_s": round(done - retrieved, 4),
+                "total_s": round(done - started, 4),
+            },
+        }
+
+    @app.post("/rag", response_model=AskResponse)
+    async def rag(self, body: AskRequest) -> dict:
+        """Retrieve, then answer with the base model from the retrieved chunks."""
+        return await self._ask(body, use_rag=True, needs_adapter=False)
+
+    @app.post("/finetuned", response_model=AskResponse)
+    async def finetuned(self, body: AskRequest) -> dict:
+        """Answer with a fine-tuned adapter, no retrieval."""
+        return await self._ask(body, use_rag=False, needs_adapter=True)
+
+    @app.post("/hybrid", response_model=AskResponse)
+    async def hybrid(self, body: AskRequest) -> dict:
+        """Retrieve, then answer with a fine-tuned adapter from the retrieved chunks."""
+        return await self._ask(body, use_rag=True, needs_adapter=True)
+
+    @app.post("/search", response_model=SearchResponse)
+    async def search(self, body: SearchRequest) -> dict:
+        """Retrieval only: the ranked chunks with their metadata."""
+        started = time.perf_counter()
+        async with self._deadline():
+            sources = await self._search(body.query, body.top_k, body.mode, body.filters)
+        return {"results": [s.model_dump() for s in sources], "timings": {"total_s": round(time.perf_counter() - started, 4)}}

@@ -1,0 +1,85 @@
+"""Everything the workers train on, built once on the driver before any worker starts.
+
+Reading, checking and tokenizing on the driver means a malformed line stops the run with
+its ``file:line`` before Ray or DeepSpeed spin up, and the workers receive ready rows
+through Ray's object store instead of each re-reading the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from train.errors import DataFormatError
+from train.packing import Row, one_per_row, pack
+from train.recipe import Recipe
+from train.records import read_records
+from train.tokenization import tokenize_chat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train_rows: list[Row]
+    val_rows: list[Row]
+    pad_token_id: int
+    fingerprint: str
+    stats: dict = field(default_factory=dict)
+
+
+def data_fingerprint(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of the files' bytes and of everything that decides how they become rows."""
+    digest = hashlib.sha256()
+    for name in recipe.data.train_files:
+        digest.update(hashlib.sha256(Path(name).read_bytes()).digest())
+    settings = recipe.data.model_dump_json(exclude={"train_files"})
+    digest.update(f"{settings}|{recipe.seed}|{tokenizer.name_or_path}|{tokenizer.chat_template}".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def split_validation(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of (train, validation) examples: a seeded random ``fraction`` is held out."""
+    if fraction == 0 or count < 2:
+        return list(range(count)), []
+    held_out = min(count - 1, max(1, round(count * fraction)))
+    order = np.random.default_rng([seed, 1]).permutation(count)
+    return sorted(order[held_out:].tolist()), sorted(order[:held_out].tolist())
+
+
+def build_training_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> TrainingData:
+    """Read, check, tokenize, split and pack the recipe's data."""
+    cfg = recipe.data
+    records = read_records(cfg.train_files, cfg.format)
+    examples = [tokenize_chat(tokenizer, r.messages, cfg.max_seq_len) for r in records]
+    kept = [e for e in examples if e.num_targets > 0]
+    dropped = len(examples) - len(kept)
+    if not kept:
+        raise DataFormatError(
+            f"every example's assistant turns start beyond data.max_seq_len={cfg.max_seq_len} tokens; raise max_seq_len"
+        )
+    if dropped:
+        log.warning("%d example(s) dropped: their assistant turns start beyond max_seq_len=%d", dropped, cfg.max_seq_len)
+    train_idx, val_idx = split_validation(len(kept), cfg.val_fraction, recipe.seed)
+    to_rows = (lambda ex: pack(ex, cfg.max_seq_len)) if cfg.packing else one_per_row
+    train_rows = to_rows([kept[i] for i in train_idx])
+    val_rows = to_rows([kept[i] for i in val_idx]) if val_idx else []
+    real = sum(len(r) for r in train_rows)
+    stats = {
+        "examples": len(examples),
+        "train_examples": len(train_idx),
+        "val_examples": len(val_idx),
+        "truncated": sum(e.truncated for e in examples),
+        "dropped": dropped,
+        "train_rows": len(train_rows),
+        "train_tokens": real,
+        "train_target_tokens": sum(r.num_targets for r in train_rows),
+        "row_fill": round(real / (len(train_rows) * cfg.max_seq_len), 4),
+    }
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return TrainingData(train_rows, val_rows, int(pad), data_fingerprint(recipe, tokenizer), stats)
