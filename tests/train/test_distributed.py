@@ -1,15 +1,19 @@
 """Real Ray Train runs (2 CPU workers) of LoRA and QLoRA under DDP, ZeRO-2 and ZeRO-3.
 
-Each run trains the tiny Phi-3 on the toy codeword task and must: lower the train and eval
+Matrix: LoRA under DDP, ZeRO-2 (the shipped cpu-demo recipe on the offline Phi-3) and ZeRO-3;
+QLoRA (NF4) under DDP and ZeRO-2 (QLoRA + ZeRO-3 is refused by the recipe, see
+test_recipes). Each run trains on the toy codeword task and must lower the train and eval
 loss, publish a safetensors adapter with metadata and a loss curve into the registry, and
-that adapter must load through the model layer and change the model's answers. Failures
-are injected for real (a worker process exits mid-run) and the recovered run must end with
-exactly the adapter of an uninterrupted one.
+that adapter must load through the model layer and change the model's outputs. Failures
+are real: a worker process exits mid-run (Ray replaces the group under FailureConfig), or
+a run stops for good and is continued with ``--resume``; both must end with exactly the
+adapter of the uninterrupted run (dropout on, so replayed randomness is checked too).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -34,6 +38,16 @@ from train.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 QUESTION = [{"role": "user", "content": "Codeword for team red?"}]
+
+
+def worker_output(capfd, expected: str, timeout_s: float = 30.0) -> str:
+    """Captured stdout until ``expected`` shows up: Ray forwards worker lines to the driver asynchronously."""
+    out = ""
+    deadline = time.monotonic() + timeout_s
+    while expected not in out and time.monotonic() < deadline:
+        time.sleep(0.5)
+        out += capfd.readouterr().out
+    return out
 
 
 def adapter_tensors(result: TrainResult) -> dict[str, torch.Tensor]:
@@ -147,7 +161,7 @@ def test_stopped_run_continues_with_resume(tiny_recipe, reference_runs, tmp_path
     assert "continue with --resume" in capfd.readouterr().err
     assert stopping.output.adapter_name not in AdapterRegistry(stopping.output.registry).names()
     assert main(["--config", str(config), "--resume"]) == 0
-    assert "resumed from the checkpoint at step 4" in capfd.readouterr().out
+    assert "resumed from the checkpoint at step 4" in worker_output(capfd, "resumed from the checkpoint")
     folder = AdapterRegistry(stopping.output.registry).path(stopping.output.adapter_name)
     got = load_file(folder / "adapter_model.safetensors")
     for name in expected:
@@ -164,7 +178,7 @@ def test_cpu_demo_recipe_on_the_offline_phi3(tmp_path, toy_data, capfd):
         "--set", "training.max_steps=3", "--set", "optim.lr=5e-3",
         "--set", f"output.registry={registry}", "--set", f"output.run_dir={tmp_path / 'runs'}",
     ]) == 0
-    out = capfd.readouterr().out
+    out = worker_output(capfd, "[train] step 3/3")
     assert "[train] step 3/3" in out and "tok/s" in out and "ETA" in out and "| eval " in out
     meta = json.loads((registry / "cpu-demo" / "metadata.json").read_text())
     assert meta["base_model"] == BUILTIN_MODEL_ID and meta["method"] == "lora"
