@@ -77,10 +77,13 @@ def qlora_model(settings, batch, *, eval_forward_first: bool, repacked: bool):
             base(batch)
     if repacked:  # the state such a forward leaves behind, reproduced on any CPU
         for module in base.modules():
-            if isinstance(module, Linear4bit):
+            # On AVX512-BF16 CPUs the eval forward above has already repacked: packing twice
+            # would build a state bitsandbytes itself never produces.
+            if isinstance(module, Linear4bit) and not getattr(module.weight.quant_state, "packing_format_for_cpu", False):
                 module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu(
                     module.weight.data, module.weight.quant_state
                 )
+        assert all(m.weight.quant_state.packing_format_for_cpu for m in base.modules() if isinstance(m, Linear4bit))
     model = attach_lora(base, LORA)
     randomise_lora_b(model)
     return model
