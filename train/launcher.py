@@ -26,6 +26,7 @@ from train.checkpoints import TrainerState
 from train.dataset import TrainingData, build_training_data
 from train.errors import RecipeError, ResumeError
 from train.loop import train_loop_per_worker
+from train.progress import keep_progress_lines_whole
 from train.publish import build_metadata, check_output_free, publish_adapter
 from train.recipe import Recipe
 
@@ -213,6 +214,7 @@ def run(recipe: Recipe, *, resume: bool = False) -> TrainResult:
     # Ray Train gives a worker group 60 s to start; importing torch, transformers and DeepSpeed
     # on a busy 2-core machine, or pulling a large image on a fresh node, can take longer.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
+    keep_progress_lines_whole()
     ray_started_at = time.time()
     started_here = start_ray(recipe)
     ray_init_s = time.time() - ray_started_at
