@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config knob, e.g. --set eval.limit=10 (value parsed as YAML)")
     parser.add_argument("--retrain", action="store_true", help="train the adapters even if up-to-date ones exist")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="ask the evaluation questions again even if nothing that decides the answers changed")
     parser.add_argument("--keep-serving", action="store_true", help="leave the Serve app up until Ctrl-C")
     parser.add_argument("--port", type=int, default=None, help="HTTP port of the app (default 8000; 0 = any free)")
     args = parser.parse_args(argv)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.run import run_pipeline
 
     try:
-        result = run_pipeline(settings, retrain=args.retrain, keep_serving=args.keep_serving)
+        result = run_pipeline(settings, retrain=args.retrain, keep_serving=args.keep_serving, reevaluate=args.reevaluate)
     except (PortInUseError, TrainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

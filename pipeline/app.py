@@ -58,7 +58,11 @@ def start_app(settings: PipelineSettings) -> str:
             "retriever.collection": settings.collection,
         },
         # Training progress comes back through Ray's worker logs; per-request access logs would drown it.
-        deployment_overrides={name: {"logging_config": QUIET_LOGS} for name in ("Gateway", "Retriever", "Generator")},
+        deployment_overrides={
+            **{name: {"logging_config": QUIET_LOGS} for name in ("Gateway", "Retriever")},
+            "Generator": {"logging_config": QUIET_LOGS,
+                          "ray_actor_options": {"num_cpus": settings.generator_cpus or os.cpu_count() or 1}},
+        },
     )
     url = f"http://{settings.host}:{port}"
     say(f"serving at {url}  (OpenAI API at {url}/v1, docs at {url}/docs)")

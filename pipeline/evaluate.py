@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serve.eval.report import write_report
-from serve.eval.runner import EvalResult, EvalSettings, run_eval
+from serve.eval.client import route_specs
+from serve.eval.report import read_records, write_report
+from serve.eval.runner import EvalResult, EvalSettings, Record, aggregate, run_eval
 from train.qa import load_qa
 
 from pipeline.progress import say
+from pipeline.reuse import evaluation_fingerprint
 from pipeline.settings import PipelineSettings
+
+FINGERPRINT_FILE = "inputs.sha256"  # what the stored answers were made from
 
 COLUMNS = ("contains_fact", "f1", "exact_match", "retrieval_hit", "citation_correct")
 
@@ -27,22 +31,39 @@ def comparison_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def evaluate_routes(url: str, settings: PipelineSettings) -> tuple[EvalResult, dict[str, Path]]:
+def reusable_records(out_dir: Path, fingerprint: str, items: list, routes: list[str]) -> list[Record] | None:
+    """The stored answers when they were made from exactly these inputs and cover every question."""
+    stamp, answers = out_dir / FINGERPRINT_FILE, out_dir / "answers.jsonl"
+    if not (stamp.is_file() and answers.is_file()) or stamp.read_text().strip() != fingerprint:
+        return None
+    records = read_records(answers)
+    wanted = {(route, item.id) for route in routes for item in items}
+    return records if {(r.route, r.qa_id) for r in records} == wanted else None
+
+
+def evaluate_routes(url: str, settings: PipelineSettings, *, reevaluate: bool = False) -> tuple[EvalResult, dict[str, Path]]:
     items = load_qa(settings.company_path(settings.qa_test))[: settings.eval.limit]
-    result = run_eval(
-        url,
-        items,
-        EvalSettings(
-            finetuned_adapter=settings.finetuned.name,
-            hybrid_adapter=settings.hybrid.name,
-            max_tokens=settings.eval.max_tokens,
-            concurrency=settings.eval.concurrency,
-            resamples=settings.eval.resamples,
-        ),
-        dataset=f"{settings.name} held-out questions ({settings.qa_test})",
-        log=say,
+    eval_settings = EvalSettings(
+        finetuned_adapter=settings.finetuned.name,
+        hybrid_adapter=settings.hybrid.name,
+        max_tokens=settings.eval.max_tokens,
+        concurrency=settings.eval.concurrency,
+        resamples=settings.eval.resamples,
     )
-    paths = write_report(result, settings.work / "eval")
+    dataset = f"{settings.name} held-out questions ({settings.qa_test})"
+    out_dir = settings.work / "eval"
+    fingerprint = evaluation_fingerprint(settings, eval_settings.model_dump(mode="json"))
+    specs = route_specs(eval_settings.routes, eval_settings.finetuned_adapter, eval_settings.hybrid_adapter)
+    stored = None if reevaluate else reusable_records(out_dir, fingerprint, items, [s.name for s in specs])
+    if stored is not None:
+        say(f"models, documents, questions, code and eval settings are unchanged since the last evaluation: "
+            f"re-scoring its {len(stored)} stored answers ({out_dir / 'answers.jsonl'}; --reevaluate asks again)")
+        by_route = {spec.name: [r for r in stored if r.route == spec.name] for spec in specs}
+        result = aggregate(specs, by_route, eval_settings, endpoint=url, dataset=dataset)
+    else:
+        result = run_eval(url, items, eval_settings, dataset=dataset, log=say)
+    paths = write_report(result, out_dir)
+    (out_dir / FINGERPRINT_FILE).write_text(fingerprint + "\n")
     say(comparison_table(result))
     for name, summary in result.summaries.items():
         if summary.errors:

@@ -21,7 +21,9 @@ class PipelineResult:
     recommendation: str | None = None
 
 
-def run_pipeline(settings: PipelineSettings, *, retrain: bool = False, keep_serving: bool = False) -> PipelineResult:
+def run_pipeline(
+    settings: PipelineSettings, *, retrain: bool = False, keep_serving: bool = False, reevaluate: bool = False
+) -> PipelineResult:
     """Ingest, build data, train (or reuse) both adapters, serve, demo, evaluate.
 
     The Serve app and Ray are shut down at the end unless ``keep_serving``; then the caller
@@ -55,7 +57,7 @@ def run_pipeline(settings: PipelineSettings, *, retrain: bool = False, keep_serv
             demo = load_qa(settings.company_path(settings.qa_test))[: settings.demo_questions]
             show_answers(result.url, settings, demo)
         with stage(4, "evaluate base, RAG, fine-tuned and hybrid on the held-out questions", result.timings):
-            evaluation, paths = evaluate_routes(result.url, settings)
+            evaluation, paths = evaluate_routes(result.url, settings, reevaluate=reevaluate)
             result.report, result.recommendation = paths["report"], evaluation.recommendation.route
         result.timings["total"] = round(time.perf_counter() - started, 1)
         (settings.work / "last-run.json").write_text(json.dumps(

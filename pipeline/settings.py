@@ -59,6 +59,10 @@ class PipelineSettings(StrictModel):
     demo_questions: int = Field(3, ge=0, le=20, description="held-out questions shown through every route")
     demo_max_tokens: int = Field(64, ge=1, le=1024)
     eval: EvalPlan = EvalPlan()
+    generator_cpus: int | None = Field(
+        None, ge=1, description="cores (torch threads) of the Serve generator replica; None = all of this machine's "
+        "(training is over when serving starts, and serve/config.yaml's 1 suits a shared cluster node)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0 = any free port")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from serve.eval.chart import LABELS, write_chart
 from serve.eval.recommend import RULES
-from serve.eval.runner import QUALITY_METRICS, EvalResult
+from serve.eval.runner import QUALITY_METRICS, EvalResult, Record
 from serve.eval.stats import Estimate
 
 ROUTE_MEANING = {"base": "base model, no retrieval", "rag": "base model + retrieval",
@@ -134,3 +134,9 @@ def write_report(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     paths["answers"].write_text("".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in result.records))
     paths["report"].write_text(render_markdown(result, paths["chart"].name))
     return paths
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """The records ``write_report`` stored in ``answers.jsonl`` (to re-score them without asking again)."""
+    with open(path, encoding="utf-8") as handle:
+        return [Record(**json.loads(line)) for line in handle if line.strip()]

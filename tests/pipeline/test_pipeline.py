@@ -91,3 +91,19 @@ def test_second_run_reuses_data_and_adapters(settings, result):
     assert files.reused
     outcome = train_or_reuse(settings, settings.hybrid, files.raft, retrain=False)
     assert outcome.reused and outcome.seconds == 0.0
+
+
+def test_unchanged_evaluation_is_rescored_not_asked_again(settings, result):
+    from pipeline.evaluate import evaluate_routes
+    from serve.eval.client import EvalError
+
+    nobody = "http://127.0.0.1:9"  # nothing listens here: answering would fail
+    before = json.loads((settings.work / "eval" / "metrics.json").read_text())
+    evaluation, _ = evaluate_routes(nobody, settings)
+    after = json.loads((settings.work / "eval" / "metrics.json").read_text())
+    assert after["routes"] == before["routes"] and evaluation.recommendation.route == result.recommendation
+    changed = settings.model_copy(update={"eval": settings.eval.model_copy(update={"max_tokens": 17})})
+    with pytest.raises(EvalError, match="cannot reach http://127.0.0.1:9"):  # other settings: the questions are asked again
+        evaluate_routes(nobody, changed)
+    with pytest.raises(EvalError, match="cannot reach http://127.0.0.1:9"):
+        evaluate_routes(nobody, settings, reevaluate=True)
