@@ -5,6 +5,14 @@ models, so a Phi-3 checkpoint, its QLoRA quantisation and its adapters behave th
 both.
 """
 
+import logging
+
+# Before anything imports bitsandbytes: on AVX512-BF16 CPUs it tries, at import, to fetch optional
+# kernels from the Hugging Face Hub through the `kernels` package and warns to pip-install it. This
+# project never loads code from a hub at run time and bitsandbytes falls back to its own kernels,
+# so the warning would only mislead.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 from modeling.adapters import AdapterHost, AdapterRegistry, check_adapter_name
 from modeling.builtin import BUILTIN_MODEL_ID, ensure_builtin_model
 from modeling.chat import ChatMessage, encode_chat, render_chat

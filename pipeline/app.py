@@ -40,7 +40,7 @@ def start_ray() -> None:
         ray.init(
             address="local",
             num_cpus=max(os.cpu_count() or 1, 4),  # logical slots: training then serving share the cores
-            include_dashboard=False,
+            include_dashboard=True,  # Ray Train's placement-group cleaner polls the state API it serves
             _temp_dir=str(Path(os.environ.get("EXPERT_CACHE_DIR", ".cache")).resolve() / "ray"),
         )
 
@@ -63,6 +63,7 @@ def start_app(settings: PipelineSettings) -> str:
             "Generator": {"logging_config": QUIET_LOGS,
                           "ray_actor_options": {"num_cpus": settings.generator_cpus or os.cpu_count() or 1}},
         },
+        logging_config=QUIET_LOGS,  # the controller's and proxy's INFO lines too
     )
     url = f"http://{settings.host}:{port}"
     say(f"serving at {url}  (OpenAI API at {url}/v1, docs at {url}/docs)")

@@ -40,12 +40,15 @@ def inputs_fingerprint(settings: PipelineSettings) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def raft_sample(items: list[QAItem], settings: PipelineSettings) -> list[QAItem]:
-    """A seeded sample of the questions (in file order), or all of them."""
-    wanted = settings.raft_questions
+def seeded_sample(items: list[QAItem], wanted: int | None, seed: int) -> list[QAItem]:
+    """``wanted`` of the questions drawn with ``seed``, kept in file order (all of them for None).
+
+    A sample rather than the first N: QA files tend to be written document by document, and
+    the first N questions would cover only the first documents.
+    """
     if wanted is None or wanted >= len(items):
         return items
-    keep = set(random.Random(settings.raft.seed).sample(range(len(items)), wanted))
+    keep = set(random.Random(seed).sample(range(len(items)), wanted))
     return [item for index, item in enumerate(items) if index in keep]
 
 
@@ -59,7 +62,7 @@ def build_training_files(settings: PipelineSettings) -> TrainingFiles:
             return TrainingFiles(raft_file, instruct_file, reused=True)
     items = load_qa(settings.company_path(settings.qa_train))
     with Retriever(collection=settings.collection, uri=settings.uri) as kb:
-        examples, stats = build_raft_examples(raft_sample(items, settings), kb, settings.raft)
+        examples, stats = build_raft_examples(seeded_sample(items, settings.raft_questions, settings.raft.seed), kb, settings.raft)
     write_jsonl(raft_file, ({"messages": e.messages} for e in examples))
     write_jsonl(instruct_file, build_instruction_examples(items))
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "raft": vars(stats)}, indent=2, default=str))

@@ -9,6 +9,7 @@ from serve.eval.report import read_records, write_report
 from serve.eval.runner import EvalResult, EvalSettings, Record, aggregate, run_eval
 from train.qa import load_qa
 
+from pipeline.datasets import seeded_sample
 from pipeline.progress import say
 from pipeline.reuse import evaluation_fingerprint
 from pipeline.settings import PipelineSettings
@@ -42,7 +43,7 @@ def reusable_records(out_dir: Path, fingerprint: str, items: list, routes: list[
 
 
 def evaluate_routes(url: str, settings: PipelineSettings, *, reevaluate: bool = False) -> tuple[EvalResult, dict[str, Path]]:
-    items = load_qa(settings.company_path(settings.qa_test))[: settings.eval.limit]
+    items = seeded_sample(load_qa(settings.company_path(settings.qa_test)), settings.eval.limit, settings.eval.seed)
     eval_settings = EvalSettings(
         finetuned_adapter=settings.finetuned.name,
         hybrid_adapter=settings.hybrid.name,

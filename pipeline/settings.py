@@ -31,7 +31,8 @@ class AdapterPlan(StrictModel):
 
 
 class EvalPlan(StrictModel):
-    limit: int | None = Field(None, ge=1, description="only the first N held-out questions (None = all)")
+    limit: int | None = Field(None, ge=1, description="a seeded sample of N held-out questions (None = all)")
+    seed: int = Field(0, description="draws the sample")
     max_tokens: int = Field(48, ge=1, le=1024)
     concurrency: int = Field(8, ge=1, le=64, description="requests in flight (the server batches them)")
     resamples: int = Field(1000, ge=100)

@@ -73,20 +73,22 @@ def run_local(
     port: int = 8000,
     overrides: dict[str, Any] | None = None,
     deployment_overrides: dict[str, dict] | None = None,
+    logging_config: dict[str, Any] | None = None,
 ) -> DeploymentHandle:
     """Start Serve's HTTP proxy on ``host:port`` and deploy the config's application.
 
     Needs a connected Ray (``ray.init(address="local")`` for a private one). The config's
     ``http_options`` (e.g. ``request_timeout_s``) apply, with ``host``/``port`` from the
     arguments; ``deployment_overrides`` (name -> Serve options) are merged over the config's
-    ``deployments``, e.g. ``{"Generator": {"ray_actor_options": {"num_gpus": 1}}}``.
+    ``deployments``, e.g. ``{"Generator": {"ray_actor_options": {"num_gpus": 1}}}``;
+    ``logging_config`` is Serve's own (controller and proxy), e.g. ``{"log_level": "WARNING"}``.
     """
     app = load_app_config(config_path, overrides)
     options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
     for name, extra in (deployment_overrides or {}).items():
         options[name] = merged(options.get(name, {}), extra)
     http_options = {**(read_config(config_path).get("http_options") or {}), "host": host, "port": port}
-    serve.start(http_options=http_options)
+    serve.start(http_options=http_options, logging_config=logging_config)
     return serve.run(
         bind_app(app["args"], options), name=app.get("name", "expert"), route_prefix=app.get("route_prefix", "/")
     )

@@ -134,7 +134,9 @@ def start_ray(recipe: Recipe) -> bool:
         address="local",  # never attach to someone else's cluster by accident
         num_cpus=max(os.cpu_count() or 1, int(per_worker * recipe.scaling.num_workers)),
         _temp_dir=str(cache_dir() / "ray"),
-        include_dashboard=False,
+        # Ray Train's placement-group cleaner polls the state API the dashboard serves; without it the
+        # cleaner logs a warning every second and cannot clean up after a crashed controller.
+        include_dashboard=True,
         logging_level=logging.WARNING,
     )
     return True

@@ -189,7 +189,10 @@ def train_loop_per_worker(config: dict) -> None:
         last_eval = evaluate(engine, data, recipe, rank, world, device)
         state.evals.append({"step": 0, "eval_loss": last_eval})
     every = recipe.checkpointing.every_steps
-    window_start, window_tokens, window_steps = time.time(), 0, 0
+    window_start, window_tokens = time.time(), 0
+    # ETA from the mean wall time per step of this attempt, evaluations and checkpoints included:
+    # the last window alone swings with every evaluation.
+    loop_start, first_step = time.time(), state.step
 
     for step in range(state.step, plan.total_steps):
         maybe_inject_fault(recipe, step + 1, rank, config.get("run_path"))
@@ -216,7 +219,6 @@ def train_loop_per_worker(config: dict) -> None:
             state.evals.append({"step": state.step, "eval_loss": last_eval})
 
         window_tokens += tokens
-        window_steps += 1
         if rank == 0 and (state.step % recipe.training.log_every == 0 or done):
             elapsed = time.time() - window_start
             say(
@@ -228,10 +230,10 @@ def train_loop_per_worker(config: dict) -> None:
                     eval_loss=last_eval,
                     lr=engine.lr,
                     tokens_per_s=window_tokens / max(elapsed, 1e-9),
-                    eta_s=(plan.total_steps - state.step) * elapsed / window_steps,
+                    eta_s=(plan.total_steps - state.step) * (time.time() - loop_start) / (state.step - first_step),
                 )
             )
-            window_start, window_tokens, window_steps = time.time(), 0, 0
+            window_start, window_tokens = time.time(), 0
 
         if done or state.step % every == 0:
             metrics = {"step": state.step, "loss": state.history[-1]["loss"], "eval_loss": last_eval,
