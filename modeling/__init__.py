@@ -17,6 +17,7 @@ from modeling.adapters import AdapterHost, AdapterRegistry, check_adapter_name
 from modeling.builtin import BUILTIN_MODEL_ID, ensure_builtin_model
 from modeling.chat import ChatMessage, encode_chat, render_chat
 from modeling.errors import (
+    AdapterMismatchError,
     AdapterNotFoundError,
     InvalidAdapterNameError,
     ModelLayerError,
@@ -32,6 +33,7 @@ from modeling.settings import PHI3_LORA_TARGETS, LoraSettings, ModelSettings
 
 __all__ = [
     "AdapterHost",
+    "AdapterMismatchError",
     "AdapterNotFoundError",
     "AdapterRegistry",
     "BUILTIN_MODEL_ID",

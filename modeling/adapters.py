@@ -17,9 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peft import PeftModel
+from safetensors import safe_open
 from transformers import PreTrainedModel
 
-from modeling.errors import AdapterNotFoundError, InvalidAdapterNameError, UnsafeAdapterFormatError
+from modeling.errors import (
+    AdapterMismatchError,
+    AdapterNotFoundError,
+    InvalidAdapterNameError,
+    UnsafeAdapterFormatError,
+)
 
 ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -119,6 +125,42 @@ class AdapterRegistry:
         return target
 
 
+def check_adapter_fits(model: PreTrainedModel | PeftModel, folder: Path) -> None:
+    """Raise ``AdapterMismatchError`` unless every LoRA matrix in ``folder`` fits a layer of ``model``.
+
+    ``lora_A`` is (r, in_features) and ``lora_B`` (out_features, r) of the layer it adapts;
+    only tensor headers are read.
+    """
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    modules = dict(base.named_modules())
+    with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as weights:
+        for key in weights.keys():
+            module_path, matrix = _lora_target(key)
+            if module_path is None:
+                continue
+            module = modules.get(module_path)
+            if module is None or not hasattr(module, "in_features"):
+                raise AdapterMismatchError(
+                    f"adapter in {folder} adapts layer {module_path!r}, which this base model does not have"
+                )
+            shape = tuple(weights.get_slice(key).get_shape())
+            dim, expected = (shape[1], module.in_features) if matrix == "lora_A" else (shape[0], module.out_features)
+            if dim != expected:
+                raise AdapterMismatchError(
+                    f"adapter in {folder} does not fit this base model: {key} has shape {list(shape)}, but layer "
+                    f"{module_path!r} has {expected} {'inputs' if matrix == 'lora_A' else 'outputs'}"
+                )
+
+
+def _lora_target(key: str) -> tuple[str | None, str]:
+    """``base_model.model.<path>.lora_A.weight`` -> (``<path>``, ``lora_A``); (None, "") for other tensors."""
+    for matrix in ("lora_A", "lora_B"):
+        marker = f".{matrix}."
+        if marker in key and key.startswith("base_model.model."):
+            return key[len("base_model.model."):key.index(marker)], matrix
+    return None, ""
+
+
 class AdapterHost:
     """A base model plus any number of loaded adapters, one of which (or none) is active.
 
@@ -139,6 +181,9 @@ class AdapterHost:
         if name in self.loaded:
             return
         folder = self.registry.path(name)
+        # Checked before peft touches the model: a failed load would leave LoRA layers or a
+        # half-registered adapter behind, and the next request would use them.
+        check_adapter_fits(self.model, folder)
         if isinstance(self.model, PeftModel):
             self.model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
         else:

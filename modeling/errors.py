@@ -38,6 +38,10 @@ class UnsafeAdapterFormatError(ModelLayerError):
 
 
 
+class AdapterMismatchError(ModelLayerError):
+    """An adapter's LoRA weights do not fit the base model's layers (trained for another base)."""
+
+
 class PromptTooLongError(ModelLayerError):
     """Prompt plus requested new tokens do not fit the model's context window."""
 

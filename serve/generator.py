@@ -24,6 +24,7 @@ from transformers import TextIteratorStreamer
 
 from modeling import (
     AdapterHost,
+    AdapterMismatchError,
     AdapterRegistry,
     Completion,
     GenerationParams,
@@ -124,15 +125,20 @@ class Generator:
                 self.host.load(name)
                 self.adapter_stats["loads"] += 1
                 self.adapter_stats["load_seconds"] += time.perf_counter() - started
+            except AdapterMismatchError as exc:  # found before the model was touched
+                self._incompatible(name, exc)
             except ModelLayerError:
                 raise
-            except Exception as exc:  # e.g. shapes of an adapter trained for another base model
-                trained_for = self.registry.metadata(name).get("base_model", "an unrecorded base model")
-                raise AdapterLoadError(
-                    f"adapter {name!r} cannot be loaded onto the served base model "
-                    f"{self.settings.model.name_or_path!r} ({type(exc).__name__}: {exc}); it was trained for "
-                    f"{trained_for}: serve it with that base model or retrain it"
-                ) from None
+            except Exception as exc:  # anything else peft refuses
+                self._incompatible(name, exc)
+
+    def _incompatible(self, name: str, exc: Exception) -> None:
+        trained_for = self.registry.metadata(name).get("base_model", "an unrecorded base model")
+        raise AdapterLoadError(
+            f"adapter {name!r} cannot be loaded onto the served base model "
+            f"{self.settings.model.name_or_path!r} ({type(exc).__name__}: {exc}); it was trained for "
+            f"{trained_for}: serve it with that base model or retrain it"
+        ) from None
 
     # -- public methods (called through DeploymentHandles) ------------------------------
     def info(self) -> dict:

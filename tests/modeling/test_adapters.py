@@ -6,10 +6,12 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
+from transformers import Phi3Config, Phi3ForCausalLM
 
 from modeling import (
     PHI3_LORA_TARGETS,
     AdapterHost,
+    AdapterMismatchError,
     AdapterNotFoundError,
     AdapterRegistry,
     InvalidAdapterNameError,
@@ -118,3 +120,29 @@ def test_pickled_adapters_are_refused(tiny_settings, batch, tmp_path):
     with pytest.raises(UnsafeAdapterFormatError):
         with host.using("legacy"):
             pass
+
+
+def test_adapter_for_another_base_is_refused_and_leaves_the_model_untouched(tiny_settings, tiny_phi3_dir, batch, tmp_path):
+    """Checked before peft injects anything: the next request must not meet half-loaded LoRA layers."""
+    config = Phi3Config.from_pretrained(tiny_phi3_dir)
+    config.hidden_size, config.intermediate_size = 64, 128  # same architecture and vocabulary, narrower
+    Phi3ForCausalLM(config).save_pretrained(tmp_path / "narrow-base")
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.save(trained_adapter(ModelSettings(name_or_path=str(tmp_path / "narrow-base")), batch, 5), "narrow-v1")
+    registry.save(trained_adapter(tiny_settings, batch, 6), "good-v1")
+    host = AdapterHost(load_base_model(tiny_settings), registry)
+    plain = logits(host.model, batch)
+
+    with pytest.raises(AdapterMismatchError, match=r"does not fit this base model: .*\.lora_[AB]\.weight has shape .* but layer 'model\.layers\..*' has \d+ (inputs|outputs)"):
+        host.load("narrow-v1")
+    assert host.loaded == [] and not isinstance(host.model, PeftModel)
+    assert not any("lora" in name for name, _ in host.model.named_modules())
+    torch.testing.assert_close(logits(host.model, batch), plain)
+
+    with host.using("good-v1") as model:
+        tuned = logits(model, batch)
+    with pytest.raises(AdapterMismatchError):
+        host.load("narrow-v1")
+    assert host.loaded == ["good-v1"]
+    with host.using("good-v1") as model:
+        torch.testing.assert_close(logits(model, batch), tuned)
