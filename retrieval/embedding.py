@@ -6,6 +6,7 @@ agree and scores from different providers stay comparable.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Protocol, Sequence
 
@@ -40,6 +41,9 @@ class SentenceTransformerEmbedder:
     """Local model through sentence-transformers; loads offline from a folder or the HF cache."""
 
     def __init__(self, config: EmbedderConfig) -> None:
+        # sentence-transformers pulls in bitsandbytes, which on AVX512-BF16 CPUs tries to fetch optional
+        # kernels from the Hugging Face Hub at import and warns to pip-install `kernels`: noise here.
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(config.model)
