@@ -53,6 +53,7 @@ def start_app(settings: PipelineSettings) -> str:
         host=settings.host,
         port=port,
         overrides={
+            **settings.serve_overrides,
             "generator.adapter_registry": str(Path(settings.registry).resolve()),
             "retriever.uri": str(Path(settings.uri).resolve()) if "://" not in settings.uri else settings.uri,
             "retriever.collection": settings.collection,

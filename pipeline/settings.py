@@ -7,7 +7,7 @@ from a fresh clone; ``--set key=value`` overrides any knob (``--set eval.limit=1
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 from pydantic import Field, ValidationError
@@ -63,6 +63,10 @@ class PipelineSettings(StrictModel):
     generator_cpus: int | None = Field(
         None, ge=1, description="cores (torch threads) of the Serve generator replica; None = all of this machine's "
         "(training is over when serving starts, and serve/config.yaml's 1 suits a shared cluster node)",
+    )
+    serve_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="serve/config.yaml `args` to override, by dotted key "
+        "(e.g. generator.batch_wait_timeout_s); the pipeline's own collection, Milvus URI and registry always apply",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0 = any free port")
