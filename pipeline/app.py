@@ -8,6 +8,7 @@ from pathlib import Path
 
 from serve.eval.client import EndpointClient, route_specs
 from serve.local import run_local
+from train.progress import hide_state_api_warnings
 from train.qa import QAItem
 
 from pipeline.progress import say
@@ -37,10 +38,11 @@ def start_ray() -> None:
     import ray
 
     if not ray.is_initialized():
+        hide_state_api_warnings()
         ray.init(
             address="local",
             num_cpus=max(os.cpu_count() or 1, 4),  # logical slots: training then serving share the cores
-            include_dashboard=True,  # Ray Train's placement-group cleaner polls the state API it serves
+            include_dashboard=False,
             _temp_dir=str(Path(os.environ.get("EXPERT_CACHE_DIR", ".cache")).resolve() / "ray"),
         )
 

@@ -26,7 +26,7 @@ from train.checkpoints import TrainerState
 from train.dataset import TrainingData, build_training_data
 from train.errors import RecipeError, ResumeError
 from train.loop import train_loop_per_worker
-from train.progress import keep_progress_lines_whole
+from train.progress import hide_state_api_warnings, keep_progress_lines_whole
 from train.publish import build_metadata, check_output_free, publish_adapter
 from train.recipe import Recipe
 
@@ -130,13 +130,12 @@ def start_ray(recipe: Recipe) -> bool:
         ray.init(log_to_driver=True)
         return True
     per_worker = (recipe.scaling.resources_per_worker or {}).get("CPU", 1)
+    hide_state_api_warnings()
     ray.init(
         address="local",  # never attach to someone else's cluster by accident
         num_cpus=max(os.cpu_count() or 1, int(per_worker * recipe.scaling.num_workers)),
         _temp_dir=str(cache_dir() / "ray"),
-        # Ray Train's placement-group cleaner polls the state API the dashboard serves; without it the
-        # cleaner logs a warning every second and cannot clean up after a crashed controller.
-        include_dashboard=True,
+        include_dashboard=False,  # see hide_state_api_warnings
         logging_level=logging.WARNING,
     )
     return True

@@ -119,7 +119,7 @@ def local_ray() -> Iterator[None]:
             address="local",
             num_cpus=2,
             _temp_dir=str(REPO / ".cache" / "ray"),
-            include_dashboard=True,  # as train.launcher: Ray Train's cleaner needs the state API
+            include_dashboard=False,
             logging_level="WARNING",
         )
     yield

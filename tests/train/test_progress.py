@@ -5,7 +5,7 @@ from __future__ import annotations
 import ray  # noqa: F401  (the driver's deduplicators are created when Ray is imported)
 from ray._private import ray_logging
 
-from train.progress import format_duration, keep_progress_lines_whole, progress_line
+from train.progress import format_duration, hide_state_api_warnings, keep_progress_lines_whole, progress_line
 
 
 def step_line(step: int) -> str:
@@ -44,4 +44,14 @@ def test_progress_of_a_new_worker_process_is_not_folded_into_the_last_ones():
     first_run, second_run = [step_line(7), step_line(8)], [step_line(1), step_line(2)]
     assert printed(deduplicator, [worker_batch(101, first_run), worker_batch(202, second_run)]) == first_run + second_run
     assert deduplicator.allow_re.pattern.count("train") == 1
+    deduplicator.flush()
+
+
+def test_state_api_warnings_of_a_local_ray_without_dashboard_are_dropped():
+    deduplicator = ray_logging.stderr_deduplicator
+    deduplicator.flush()
+    warning = "Failed to query Ray Train Controller actor state. State API may be temporarily unavailable. Continuing to monitor."
+    hide_state_api_warnings()
+    lines = [warning, "a real error", warning, step_line(1)]
+    assert printed(deduplicator, [worker_batch(303, lines)]) == ["a real error", step_line(1)]
     deduplicator.flush()
