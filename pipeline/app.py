@@ -6,10 +6,10 @@ import os
 import socket
 from pathlib import Path
 
-from serve.eval.client import EndpointClient, route_specs
+from evaluation.client import EndpointClient, route_specs
 from serve.local import run_local
 from train.progress import hide_state_api_warnings
-from train.qa import QAItem
+from qa import QAItem
 
 from pipeline.progress import say
 from pipeline.settings import PipelineSettings

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval import Retriever
-from train.qa import QAItem, build_instruction_examples, load_qa, write_jsonl
+from qa import QAItem, load_qa, write_jsonl
+from train.qa import build_instruction_examples
 from train.raft import build_raft_examples
 
 from pipeline.progress import say

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serve.eval.client import route_specs
-from serve.eval.report import read_records, write_report
-from serve.eval.runner import EvalResult, EvalSettings, Record, aggregate, run_eval
-from train.qa import load_qa
+from evaluation.client import route_specs
+from evaluation.report import read_records, write_report
+from evaluation.runner import EvalResult, EvalSettings, Record, aggregate, run_eval
+from qa import load_qa
 
 from pipeline.datasets import seeded_sample
 from pipeline.progress import say

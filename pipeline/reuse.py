@@ -17,7 +17,7 @@ from typing import Iterable
 from pipeline.settings import PipelineSettings
 
 # Source folders whose code shapes the answers (prompts, retrieval, generation, scoring).
-CODE_DIRS = ("modeling", "retrieval", "serve")
+CODE_DIRS = ("modeling", "retrieval", "serve", "evaluation", "qa")
 SERVE_CONFIG = Path("serve/config.yaml")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Pipeline knobs that do not change an evaluation answer.

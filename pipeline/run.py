@@ -38,7 +38,7 @@ def run_pipeline(
     from pipeline.datasets import build_training_files
     from pipeline.evaluate import evaluate_routes
     from pipeline.knowledge import ingest_documents
-    from train.qa import load_qa
+    from qa import load_qa
 
     result = PipelineResult()
     started = time.perf_counter()

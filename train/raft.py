@@ -48,7 +48,7 @@ from modeling.settings import StrictModel
 from retrieval.api import Retriever
 from retrieval.errors import RetrievalError
 from retrieval.reports import Hit
-from train.qa import QAFormatError, QAItem, SourceNotFoundError, load_qa, mentions, resolve_source, write_jsonl
+from qa import QAFormatError, QAItem, SourceNotFoundError, load_qa, mentions, resolve_source, write_jsonl
 
 ABSTAIN_ANSWER = "The passages do not contain the answer, so I do not know."
 NoGold = Literal["abstain", "memorize"]

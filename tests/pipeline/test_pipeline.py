@@ -95,7 +95,7 @@ def test_second_run_reuses_data_and_adapters(settings, result):
 
 def test_unchanged_evaluation_is_rescored_not_asked_again(settings, result):
     from pipeline.evaluate import evaluate_routes
-    from serve.eval.client import EvalError
+    from evaluation.client import EvalError
 
     nobody = "http://127.0.0.1:9"  # nothing listens here: answering would fail
     before = json.loads((settings.work / "eval" / "metrics.json").read_text())

@@ -1,8 +1,8 @@
-"""``serve.eval`` on a small real run: the package's Serve app (Ray, the offline Phi-3, two trained
+"""The ``evaluation`` package on a small real run: the Serve app (Ray, the offline Phi-3, two trained
 adapters, Milvus Lite), four routes over HTTP, and the report, chart and metrics it writes.
 
-It lives here rather than in tests/serve/eval/ (the unit tests of serve/eval) because it uses
-the package's app, which must start after test_cli.py (file order); a folder would run first."""
+It lives here rather than in tests/evaluation/ (the unit tests of evaluation) because it uses
+tests/serve's app fixture, which must start after test_cli.py (file order)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import json
 import matplotlib.image
 import pytest
 
-from serve.eval import EvalError, EvalSettings, run_eval
-from serve.eval.__main__ import main
+from evaluation import EvalError, EvalSettings, run_eval
+from evaluation.__main__ import main
 from tests.serve.conftest import API_KEY, free_port
-from train.qa import QAItem
+from qa import QAItem
 
 pytestmark = pytest.mark.slow
 # Questions on tests/serve/corpus.py's documents (sources as the QA format names them).

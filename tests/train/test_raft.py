@@ -16,15 +16,8 @@ import pytest
 
 from modeling.rag_prompt import DEFAULT_RAG_SYSTEM, Passage, build_rag_messages
 from retrieval.api import Retriever
-from train.qa import (
-    QAFormatError,
-    SourceNotFoundError,
-    build_instruction_examples,
-    load_qa,
-    mentions,
-    resolve_source,
-    source_matches,
-)
+from qa import QAFormatError, SourceNotFoundError, load_qa, mentions, resolve_source, source_matches
+from train.qa import build_instruction_examples
 from train.qa import main as qa_main
 from train.raft import ABSTAIN_ANSWER, RaftSettings, build_raft_examples, cite
 from train.raft import main as raft_main

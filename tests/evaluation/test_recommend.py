@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve.eval.recommend import recommend
-from serve.eval.stats import Estimate
+from evaluation.recommend import recommend
+from evaluation.stats import Estimate
 
 WIN = Estimate(0.3, 0.1, 0.5, 40)
 TIE = Estimate(0.05, -0.1, 0.2, 40)

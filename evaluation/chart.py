@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from serve.eval.runner import QUALITY_METRICS, EvalResult  # noqa: E402
+from evaluation.runner import QUALITY_METRICS, EvalResult  # noqa: E402
 
 COLORS = {"base": "#9e9e9e", "rag": "#1f77b4", "finetuned": "#ff7f0e", "hybrid": "#2ca02c"}
 LABELS = {"exact_match": "exact match", "f1": "token F1", "contains_fact": "contains fact",

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from serve.eval.client import ROUTES
-from serve.eval.stats import Estimate
+from evaluation.client import ROUTES
+from evaluation.stats import Estimate
 
 DECISION_METRICS = ("contains_fact", "f1", "exact_match")
 RULES = ("needs external or changing data -> RAG; stable vocabulary the base model gets wrong -> "

@@ -1,6 +1,6 @@
-"""``python -m serve.eval``: compare base, RAG, fine-tuned and hybrid on a held-out QA set.
+"""``python -m evaluation``: compare base, RAG, fine-tuned and hybrid on a held-out QA set.
 
-    python -m serve.eval --qa heldout.jsonl --endpoint http://127.0.0.1:8000 \\
+    python -m evaluation --qa heldout.jsonl --endpoint http://127.0.0.1:8000 \\
         --finetuned-adapter ft-v1 --hybrid-adapter raft-v1 --out results/eval/run1
 """
 
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serve.eval", description=__doc__.splitlines()[0].split(": ", 1)[1],
+    parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.splitlines()[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qa", required=True, help="held-out QA JSONL: {id, question, answer, source?, fact?} per line")
     parser.add_argument("--endpoint", default="http://127.0.0.1:8000", help="base URL of the running Serve app")
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default: results/eval/<timestamp>)")
     args = parser.parse_args(argv)
 
-    from serve.eval.client import EvalError
-    from serve.eval.evaluate import evaluate
-    from serve.eval.runner import EvalSettings
-    from train.qa import QAFormatError
+    from evaluation.client import EvalError
+    from evaluation.evaluate import evaluate
+    from evaluation.runner import EvalSettings
+    from qa import QAFormatError
 
     try:
         settings = EvalSettings(

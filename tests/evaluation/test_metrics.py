@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve.eval.client import ReturnedSource
-from serve.eval.metrics import (
+from evaluation.client import ReturnedSource
+from evaluation.metrics import (
     abstained,
     citation_correct,
     cited_refs,
@@ -14,7 +14,7 @@ from serve.eval.metrics import (
     retrieval_hit,
     token_f1,
 )
-from serve.eval.stats import bootstrap_mean, paired_difference, percentile
+from evaluation.stats import bootstrap_mean, paired_difference, percentile
 from train.raft import ABSTAIN_ANSWER
 
 SOURCES = [

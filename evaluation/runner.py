@@ -1,6 +1,6 @@
 """Run a held-out QA set through each route of a running Serve app and score it.
 
-    from serve.eval import EvalSettings, run_eval
+    from evaluation import EvalSettings, run_eval
     result = run_eval("http://127.0.0.1:8000", load_qa("qa.jsonl"),
                       EvalSettings(finetuned_adapter="ft-v1", hybrid_adapter="raft-v1"))
     write_report(result, "results/eval/today")
@@ -23,11 +23,11 @@ from typing import Literal
 from pydantic import Field
 
 from modeling.settings import StrictModel
-from serve.eval import metrics
-from serve.eval.client import ROUTES, EndpointClient, RouteAnswer, RouteSpec, route_specs
-from serve.eval.recommend import Recommendation, recommend
-from serve.eval.stats import Estimate, bootstrap_mean, paired_difference, percentile
-from train.qa import QAItem
+from evaluation import metrics
+from evaluation.client import ROUTES, EndpointClient, RouteAnswer, RouteSpec, route_specs
+from evaluation.recommend import Recommendation, recommend
+from evaluation.stats import Estimate, bootstrap_mean, paired_difference, percentile
+from qa import QAItem
 
 # Quality metrics get intervals and paired comparisons; retrieval/citation ones exist only on RAG routes.
 QUALITY_METRICS = ("exact_match", "f1", "contains_fact", "retrieval_hit", "citation_correct")

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from train.qa import mentions, normalize_text, source_matches
+from qa import mentions, normalize_text, source_matches
 
 CITATION = re.compile(r"\[(\d+)\]")
 ABSTENTION = re.compile(r"\b(?:do not|don't|cannot|can't|does not|doesn't) (?:know|contain|say|mention)", re.IGNORECASE)

@@ -6,10 +6,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from serve.eval.chart import LABELS, write_chart
-from serve.eval.recommend import RULES
-from serve.eval.runner import QUALITY_METRICS, EvalResult, Record
-from serve.eval.stats import Estimate
+from evaluation.chart import LABELS, write_chart
+from evaluation.recommend import RULES
+from evaluation.runner import QUALITY_METRICS, EvalResult, Record
+from evaluation.stats import Estimate
 
 ROUTE_MEANING = {"base": "base model, no retrieval", "rag": "base model + retrieval",
                  "finetuned": "adapter, no retrieval", "hybrid": "adapter + retrieval"}

@@ -6,10 +6,10 @@ import json
 
 import matplotlib.image
 
-from serve.eval.client import ROUTES, ReturnedSource, RouteAnswer, route_specs
-from serve.eval.report import write_report
-from serve.eval.runner import EvalSettings, aggregate, make_record
-from train.qa import QAItem
+from evaluation.client import ROUTES, ReturnedSource, RouteAnswer, route_specs
+from evaluation.report import write_report
+from evaluation.runner import EvalSettings, aggregate, make_record
+from qa import QAItem
 
 ITEMS = [QAItem(id=f"q{i}", question=f"What is the code of unit {i}?", answer=f"Code K{i}7.", source="manuals/unit.md",
                 fact=f"K{i}7") for i in range(20)]

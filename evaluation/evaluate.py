@@ -1,6 +1,6 @@
-"""One call from a QA file to a report folder: what ``python -m serve.eval`` and pipelines run.
+"""One call from a QA file to a report folder: what ``python -m evaluation`` and pipelines run.
 
-    from serve.eval import EvalSettings, evaluate
+    from evaluation import EvalSettings, evaluate
     result, paths = evaluate("http://127.0.0.1:8000", "heldout.jsonl", "results/eval/run1",
                              EvalSettings(finetuned_adapter="ft-v1", hybrid_adapter="raft-v1"))
     print(result.recommendation.route, paths["report"])
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serve.eval.report import write_report
-from serve.eval.runner import EvalResult, EvalSettings, run_eval
-from train.qa import load_qa
+from evaluation.report import write_report
+from evaluation.runner import EvalResult, EvalSettings, run_eval
+from qa import load_qa
 
 
 def evaluate(
