@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from modeling.builtin import resolve_model_source
 from modeling.errors import ModelNotFoundError
@@ -40,18 +41,25 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_base_model(settings: ModelSettings) -> PreTrainedModel:
-    """Load the base model in full precision, half precision, NF4 or int8 as ``settings`` say."""
+def load_base_model(settings: ModelSettings, *, quant_storage: str | None = None) -> PreTrainedModel:
+    """Load the base model in full precision, half precision, NF4 or int8 as ``settings`` say.
+
+    ``quant_storage``: dtype of the packed 4-bit weights (see ``bitsandbytes_config``);
+    trainers that shard parameters (ZeRO-3) pass the compute dtype.
+    """
     kwargs: dict = {
         "dtype": to_torch_dtype(settings.precision),
         "revision": settings.revision,
         "trust_remote_code": settings.trust_remote_code,
     }
-    quant = bitsandbytes_config(settings)
+    quant = bitsandbytes_config(settings, quant_storage)
     if quant is not None:
         kwargs["quantization_config"] = quant
-        # bitsandbytes quantises while placing weights; without a map they stay on CPU.
-        kwargs["device_map"] = settings.device_map or ("cuda" if torch.cuda.is_available() else "cpu")
+        # bitsandbytes quantises while placing weights; without a map they stay on CPU. Under
+        # DeepSpeed ZeRO-3 transformers refuses any map: its quantizer then places the weights
+        # on this process's current device itself, and DeepSpeed shards them from there.
+        if not is_deepspeed_zero3_enabled():
+            kwargs["device_map"] = settings.device_map or ("cuda" if torch.cuda.is_available() else "cpu")
     elif settings.device_map:
         kwargs["device_map"] = settings.device_map
     if settings.attn_implementation:

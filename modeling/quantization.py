@@ -29,8 +29,14 @@ def to_torch_dtype(name: str) -> torch.dtype | str:
     return "auto" if name == "auto" else _DTYPES[name]
 
 
-def bitsandbytes_config(settings: ModelSettings) -> BitsAndBytesConfig | None:
-    """The transformers quantisation config for ``settings`` (None when not quantised)."""
+def bitsandbytes_config(settings: ModelSettings, quant_storage: str | None = None) -> BitsAndBytesConfig | None:
+    """The transformers quantisation config for ``settings`` (None when not quantised).
+
+    ``quant_storage`` is the dtype the packed 4-bit values are stored in (bitsandbytes'
+    default ``uint8`` when None). Training under DeepSpeed ZeRO-3 or FSDP passes the compute
+    dtype, so the packed weights are float tensors like every other parameter and can be
+    sharded with them; the quantised values, and so the model's outputs, are the same.
+    """
     if settings.quantization == "none":
         return None
     if settings.quantization == "int8":
@@ -40,6 +46,7 @@ def bitsandbytes_config(settings: ModelSettings) -> BitsAndBytesConfig | None:
         bnb_4bit_quant_type=settings.quantization,  # "nf4" (QLoRA) or "fp4"
         bnb_4bit_use_double_quant=settings.double_quant,
         bnb_4bit_compute_dtype=_DTYPES[settings.compute_dtype],
+        bnb_4bit_quant_storage=_DTYPES[quant_storage] if quant_storage else torch.uint8,
     )
 
 

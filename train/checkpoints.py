@@ -39,6 +39,7 @@ class TrainerState:
     history: list[dict] = field(default_factory=list)  # one entry per step
     evals: list[dict] = field(default_factory=list)  # {"step", "eval_loss"}
     summary: dict = field(default_factory=dict)  # filled at the last step: memory, timings
+    tracking: dict = field(default_factory=dict)  # where the run is tracked: tensorboard dir, mlflow run id
 
     def save(self, folder: Path) -> None:
         (folder / STATE_FILE).write_text(json.dumps(asdict(self), indent=1))

@@ -80,6 +80,10 @@ class DDPEngine:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
+    @property
+    def optimizer_name(self) -> str:
+        return type(self.optimizer).__name__
+
     @contextlib.contextmanager
     def full_lora_weights(self) -> Iterator[None]:
         yield
@@ -133,6 +137,12 @@ class DeepSpeedEngine:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
+    @property
+    def optimizer_name(self) -> str:
+        """The update rule's class inside DeepSpeed's ZeRO wrapper (``DeepSpeedCPUAdam`` when offloaded)."""
+        inner = getattr(self.model.optimizer, "optimizer", self.model.optimizer)
+        return type(inner).__name__
+
     @contextlib.contextmanager
     def full_lora_weights(self) -> Iterator[None]:
         """Under ZeRO-3 each worker holds a shard of every LoRA matrix; gather them (collective)."""
@@ -160,6 +170,31 @@ class DeepSpeedEngine:
         )
         if path is None:
             raise RuntimeError(f"DeepSpeed found no checkpoint in {folder / DS_CHECKPOINT_DIR}")
+
+
+def sharded_loading(recipe: Recipe, world_size: int):
+    """Under ZeRO-3, an ``HfDeepSpeedConfig`` that makes ``from_pretrained`` build the base sharded.
+
+    While the returned object lives, transformers creates the model inside
+    ``deepspeed.zero.Init`` and copies the checkpoint in module by module, so each worker
+    holds only its shard of the weights from the start (not a full copy that DeepSpeed
+    partitions later). Keep it referenced until training ends: transformers and peft ask
+    ``is_deepspeed_zero3_enabled()`` throughout. transformers 5 leaves bitsandbytes-quantised
+    models out of ``zero.Init`` (they quantise while loading onto real tensors): a QLoRA
+    base loads whole in 4 bits on each worker and ``deepspeed.initialize`` shards it.
+    None for DDP and ZeRO-2.
+    """
+    if not recipe.zero3:
+        return None
+    import deepspeed
+    import torch.distributed as dist
+    from transformers.integrations import HfDeepSpeedConfig
+
+    # zero.Init reads the world size from DeepSpeed's communication layer: attach it to the
+    # process group Ray Train already set up (gloo on CPU, nccl on GPUs) before any model exists.
+    deepspeed.init_distributed(dist_backend=dist.get_backend(), dist_init_required=False)
+
+    return HfDeepSpeedConfig(deepspeed_config(recipe, world_size))
 
 
 def make_engine(peft_model: PeftModel, recipe: Recipe, total_steps: int, world_size: int) -> DDPEngine | DeepSpeedEngine:

@@ -29,11 +29,13 @@ from train.loop import train_loop_per_worker
 from train.progress import hide_state_api_warnings, keep_progress_lines_whole
 from train.publish import build_metadata, check_output_free, publish_adapter
 from train.recipe import Recipe
+from train.tracking import log_published
 
 log = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.json"
 # Keys a resumed run may change: they do not alter what is computed.
-RESUMABLE_CHANGES = ("checkpointing.max_failures", "output.overwrite", "output.registry", "training.log_every", "fault_injection")
+RESUMABLE_CHANGES = ("checkpointing.max_failures", "output.overwrite", "output.registry", "training.log_every", "fault_injection",
+                     "tracking")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class TrainResult:
     metrics: dict
     run_path: str  # Ray Train storage of this run (checkpoints)
     checkpoint_path: str  # the final checkpoint
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per step: loss, lr, grad_norm, tokens, seconds
+    evals: list[dict] = field(default_factory=list)  # {"step", "eval_loss"}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -153,6 +156,7 @@ def _trainer(recipe: Recipe, data_ref, run_root: str, run_name: str):
             "recipe": recipe.model_dump(mode="json"),
             "data": data_ref,
             "run_path": None if storage.is_uri(run_path) else run_path,
+            "run_name": run_name,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers,
@@ -227,8 +231,10 @@ def run(recipe: Recipe, *, resume: bool = False) -> TrainResult:
         with result.checkpoint.as_directory() as folder:
             state = TrainerState.load(Path(folder))
             metrics = summarize(state, data, started_at, launched_at, ray_init_s)
-            metadata = build_metadata(recipe, data.fingerprint, data.stats, metrics, started_at)
+            metadata = build_metadata(recipe, data.fingerprint, data.stats, metrics, started_at, state.tracking)
             adapter_path = publish_adapter(Path(folder), recipe, state, metadata)
+        if not storage.is_uri(adapter_path):
+            log_published(recipe, state.tracking.get("mlflow_run_id"), Path(adapter_path))
     finally:
         if started_here:
             ray.shutdown()
@@ -242,4 +248,5 @@ def run(recipe: Recipe, *, resume: bool = False) -> TrainResult:
         run_path=storage.join(run_root, run_name),
         checkpoint_path=result.checkpoint.path,
         history=state.history,
+        evals=state.evals,
     )

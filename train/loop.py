@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +29,11 @@ from modeling import attach_lora, load_base_model
 from train.batching import BatchPlan, eval_batches
 from train.checkpoints import ADAPTER_DIR, TrainerState, load_adapter_weights, save_adapter
 from train.dataset import TrainingData
-from train.engines import make_engine
+from train.engines import make_engine, sharded_loading
+from train.memory_usage import PeakMemory, device_peak_mb, peak_rss_mb
 from train.packing import collate
 from train.progress import progress_line, say
+from train.tracking import RunTracker
 from train.recipe import Recipe
 from train.tokenization import IGNORE_INDEX
 
@@ -71,6 +72,15 @@ def all_reduce(values: list[float], device: torch.device, op: str = "sum") -> li
     if dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return tensor.tolist()
+
+
+def per_rank(values: list[float], rank: int, world: int, device: torch.device) -> list[list[float]]:
+    """Every worker's ``values`` (a collective): row r holds rank r's."""
+    table = torch.zeros(world, len(values), dtype=torch.float64, device=device)
+    table[rank] = torch.tensor(values, dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(table)
+    return table.tolist()
 
 
 def seed_step(seed: int, step: int, rank: int) -> None:
@@ -115,12 +125,6 @@ def maybe_inject_fault(recipe: Recipe, step: int, rank: int, run_path: str | Non
     raise RuntimeError(f"injected failure in worker {rank} at step {step}")
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def save_checkpoint(engine, state: TrainerState, metrics: dict, rank: int) -> None:
     """Adapter + optimizer/scheduler + trainer state, reported to Ray Train (a barrier for all workers)."""
     import ray.train
@@ -161,12 +165,17 @@ def train_loop_per_worker(config: dict) -> None:
         max_steps=recipe.training.max_steps,
     )
 
+    memory = PeakMemory()
     loaded_at = time.time()
     torch.manual_seed(recipe.seed)  # same LoRA initialisation on every worker
+    zero3_loading = sharded_loading(recipe, world)  # noqa: F841 (kept alive: transformers asks for it)
     peft_model = attach_lora(
-        load_base_model(recipe.model), recipe.lora, gradient_checkpointing=recipe.training.gradient_checkpointing
+        load_base_model(recipe.model, quant_storage=recipe.quant_storage),
+        recipe.lora,
+        gradient_checkpointing=recipe.training.gradient_checkpointing,
     )
     model_load_s = time.time() - loaded_at
+    load_peak_mb = device_peak_mb(device, memory)
 
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as restored:
@@ -182,12 +191,17 @@ def train_loop_per_worker(config: dict) -> None:
             engine.load_state(Path(restored))
     if rank == 0 and restored:
         say(f"[train] resumed from the checkpoint at step {state.step} (attempt {state.attempts})")
+    tracker = RunTracker(recipe, rank, config.get("run_path"), config.get("run_name", "run"), state.tracking.get("mlflow_run_id"))
+    if rank == 0:
+        state.tracking = {"tensorboard": tracker.tensorboard_path, "mlflow_run_id": tracker.mlflow_run_id,
+                          "mlflow_uri": recipe.tracking.mlflow_uri}
 
     engine.model.train()
     last_eval = state.evals[-1]["eval_loss"] if state.evals else None
     if state.step == 0 and data.val_rows:
         last_eval = evaluate(engine, data, recipe, rank, world, device)
         state.evals.append({"step": 0, "eval_loss": last_eval})
+        tracker.log(0, {"eval/loss": last_eval})
     every = recipe.checkpointing.every_steps
     window_start, window_tokens = time.time(), 0
     # ETA from the mean wall time per step of this attempt, evaluations and checkpoints included:
@@ -214,9 +228,12 @@ def train_loop_per_worker(config: dict) -> None:
         )
         done = state.step == plan.total_steps
         eval_every = recipe.training.eval_every
+        tracked = {"train/loss": loss, "train/lr": engine.lr, "train/grad_norm": grad_norm, "train/tokens_per_s": tokens / seconds}
         if data.val_rows and (done or (eval_every and state.step % eval_every == 0)):
             last_eval = evaluate(engine, data, recipe, rank, world, device)
             state.evals.append({"step": state.step, "eval_loss": last_eval})
+            tracked["eval/loss"] = last_eval
+        tracker.log(state.step, tracked)
 
         window_tokens += tokens
         if rank == 0 and (state.step % recipe.training.log_every == 0 or done):
@@ -239,10 +256,16 @@ def train_loop_per_worker(config: dict) -> None:
             metrics = {"step": state.step, "loss": state.history[-1]["loss"], "eval_loss": last_eval,
                        "epoch": plan.epoch_at(state.step)}
             if done:
-                (peak,) = all_reduce([peak_memory_mb(device)], device, op="max")
                 (cpu,) = all_reduce([state.cpu_seconds], device)
+                peaks = per_rank([device_peak_mb(device, memory), load_peak_mb, peak_rss_mb()], rank, world, device)
                 state.summary = {
-                    "peak_memory_mb_per_worker": round(peak, 1),
+                    "peak_memory_mb_per_worker": round(max(p[0] for p in peaks), 1),
+                    "peak_memory_mb_by_rank": [round(p[0], 1) for p in peaks],
+                    "load_peak_memory_mb_by_rank": [round(p[1], 1) for p in peaks],
+                    "peak_rss_mb_by_rank": [round(p[2], 1) for p in peaks],
+                    "memory_measure": "cuda_max_allocated" if device.type == "cuda" else "private_rss",
+                    "gradient_checkpointing": bool(getattr(peft_model, "is_gradient_checkpointing", False)),
+                    "optimizer": engine.optimizer_name,
                     "train_cpu_seconds_all_workers": round(cpu, 1),
                     "model_load_s": round(model_load_s, 2),
                     "engine_init_s": round(engine_init_s, 2),
@@ -251,3 +274,5 @@ def train_loop_per_worker(config: dict) -> None:
                     "rows_per_step": plan.rows_per_step,
                 }
             save_checkpoint(engine, state, metrics, rank)
+    memory.stop()
+    tracker.finish(state.summary)

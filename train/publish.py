@@ -39,7 +39,9 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in ("torch", "transformers", "peft", "deepspeed", "ray", "bitsandbytes")}
 
 
-def build_metadata(recipe: Recipe, fingerprint: str, data_stats: dict, metrics: dict, started_at: float) -> dict:
+def build_metadata(
+    recipe: Recipe, fingerprint: str, data_stats: dict, metrics: dict, started_at: float, tracking: dict | None = None
+) -> dict:
     now = datetime.now(timezone.utc)
     return {
         "base_model": recipe.model.name_or_path,
@@ -49,6 +51,7 @@ def build_metadata(recipe: Recipe, fingerprint: str, data_stats: dict, metrics: 
         "recipe": recipe.model_dump(mode="json"),
         "data": {"files": list(recipe.data.train_files), "fingerprint": fingerprint, **data_stats},
         "metrics": metrics,
+        "tracking": tracking or {},
         "started_at": datetime.fromtimestamp(started_at, timezone.utc).isoformat(timespec="seconds"),
         "trained_at": now.isoformat(timespec="seconds"),
         "duration_s": round(now.timestamp() - started_at, 1),

@@ -3,7 +3,7 @@
 Every section is a strict model (unknown keys are errors) and every knob has a default that
 runs on a CPU laptop, so a recipe only states what differs. ``model:`` and ``lora:`` are the
 model layer's own settings, so training and serving describe a base model the same way.
-Combinations that cannot work (QLoRA under ZeRO-3, parameter offload without ZeRO-3, ...)
+Combinations that cannot work (int8 under DeepSpeed, parameter offload without ZeRO-3, ...)
 are refused here, before any worker starts.
 """
 
@@ -107,6 +107,16 @@ class OutputSettings(StrictModel):
             raise ValueError(str(exc)) from None
 
 
+class TrackingSettings(StrictModel):
+    """Experiment tracking (see ``train.tracking``): TensorBoard by default, MLflow when a URI is given."""
+
+    tensorboard: bool = Field(True, description="TensorBoard event files in the run folder (<run_dir>/<adapter>/<run>/tensorboard)")
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI: file:/abs/path (local store, offline), http://server:5000, databricks, ..."
+    )
+    mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the adapter name")
+
+
 class FaultInjection(StrictModel):
     """Test knob: one worker dies once at a step, so recovery from checkpoints can be checked."""
 
@@ -131,6 +141,7 @@ class Recipe(StrictModel):
     schedule: ScheduleSettings = ScheduleSettings()
     checkpointing: CheckpointSettings = CheckpointSettings()
     output: OutputSettings = OutputSettings()
+    tracking: TrackingSettings = TrackingSettings()
     fault_injection: FaultInjection | None = None
 
     @property
@@ -145,16 +156,25 @@ class Recipe(StrictModel):
             return self.deepspeed.bf16
         return self.scaling.use_gpu
 
+    @property
+    def zero3(self) -> bool:
+        return self.strategy == "deepspeed" and self.deepspeed.zero_stage == 3
+
+    @property
+    def quant_storage(self) -> str | None:
+        """dtype of the packed 4-bit weights: the compute dtype under ZeRO-3, bitsandbytes' uint8 otherwise.
+
+        ZeRO-3 shards every parameter, the frozen 4-bit base too; stored as compute-dtype
+        floats the packed weights go through ZeRO-3's partitioning and all-gathers like any
+        other float parameter (PEFT's and LLaMA-Factory's QLoRA + ZeRO-3 setting). The
+        quantised values are the same, so the adapter serves on a uint8-stored base.
+        """
+        return self.model.compute_dtype if self.zero3 and self.model.quantization in ("nf4", "fp4") else None
+
     @model_validator(mode="after")
     def _combinations_that_work(self) -> "Recipe":
         ds, quant = self.deepspeed, self.model.quantization
         if self.strategy == "deepspeed":
-            if quant != "none" and ds.zero_stage == 3:
-                raise ValueError(
-                    f"model.quantization={quant} (QLoRA) cannot run under DeepSpeed ZeRO-3: ZeRO-3 shards every "
-                    "parameter, and bitsandbytes' packed 4-bit weights cannot be sharded; use deepspeed.zero_stage: 2 "
-                    "(the frozen 4-bit base stays whole, LoRA optimizer state is sharded) or strategy: ddp"
-                )
             if quant == "int8":
                 raise ValueError("model.quantization=int8 trains with strategy: ddp only; use nf4 for DeepSpeed QLoRA")
             if ds.offload_params and ds.zero_stage != 3:

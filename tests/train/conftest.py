@@ -85,27 +85,36 @@ def toy_data(tmp_path_factory) -> Path:
     return path
 
 
+def _tiny_recipe(model_dir: Path, data: Path, out_dir: Path, **sections) -> Recipe:
+    tree = {
+        "model": {"name_or_path": str(model_dir)},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.1},
+        "data": {"train_files": [str(data)], "max_seq_len": 128, "val_fraction": 0.2},
+        "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1}},
+        "training": {"max_steps": 8, "micro_batch_size": 1, "grad_accum_steps": 2, "eval_every": 4},
+        "optim": {"lr": 1.0e-2},
+        "schedule": {"kind": "cosine", "warmup_steps": 1},
+        "checkpointing": {"every_steps": 4, "max_failures": 1},
+        "output": {"registry": str(out_dir / "adapters"), "run_dir": str(out_dir / "runs"), "adapter_name": "toy"},
+    }
+    for name, values in sections.items():
+        tree[name] = {**tree.get(name, {}), **values} if isinstance(values, dict) else values
+    return recipe_from_dict(tree)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_recipe(tiny_phi3_dir, toy_data) -> Callable[..., Recipe]:
+    """``make_tiny_recipe(out_dir, **sections)``: the tiny model on the toy data, writing under ``out_dir``.
+
+    Keyword sections override the defaults (dicts are merged into the section).
+    """
+    return lambda out_dir, **sections: _tiny_recipe(tiny_phi3_dir, toy_data, out_dir, **sections)
+
+
 @pytest.fixture()
-def tiny_recipe(tiny_phi3_dir, toy_data, tmp_path) -> Callable[..., Recipe]:
-    """A recipe for the tiny model on the toy data; keyword sections override the defaults."""
-
-    def make(**sections) -> Recipe:
-        tree = {
-            "model": {"name_or_path": str(tiny_phi3_dir)},
-            "lora": {"r": 8, "alpha": 16, "dropout": 0.1},
-            "data": {"train_files": [str(toy_data)], "max_seq_len": 128, "val_fraction": 0.2},
-            "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1}},
-            "training": {"max_steps": 8, "micro_batch_size": 1, "grad_accum_steps": 2, "eval_every": 4},
-            "optim": {"lr": 1.0e-2},
-            "schedule": {"kind": "cosine", "warmup_steps": 1},
-            "checkpointing": {"every_steps": 4, "max_failures": 1},
-            "output": {"registry": str(tmp_path / "adapters"), "run_dir": str(tmp_path / "runs"), "adapter_name": "toy"},
-        }
-        for name, values in sections.items():
-            tree[name] = {**tree.get(name, {}), **values} if isinstance(values, dict) else values
-        return recipe_from_dict(tree)
-
-    return make
+def tiny_recipe(make_tiny_recipe, tmp_path) -> Callable[..., Recipe]:
+    """``make_tiny_recipe`` writing under this test's tmp_path."""
+    return lambda **sections: make_tiny_recipe(tmp_path, **sections)
 
 
 @pytest.fixture(scope="package")
