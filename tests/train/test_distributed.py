@@ -23,6 +23,7 @@ import pytest
 import torch
 import yaml
 from bitsandbytes.nn import Linear4bit
+from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from modeling import (
@@ -197,6 +198,7 @@ def test_stopped_run_continues_with_resume(trained, tiny_recipe, tmp_path, capfd
         **sections,
         fault_injection={"at_step": 7, "rank": 0, "how": "exception"},
         checkpointing={"max_failures": 0},
+        tracking={"mlflow_uri": f"file:{tmp_path / 'mlruns'}"},
     )
     config = tmp_path / "stopping.yaml"
     config.write_text(yaml.safe_dump(stopping.model_dump(mode="json")))
@@ -207,7 +209,36 @@ def test_stopped_run_continues_with_resume(trained, tiny_recipe, tmp_path, capfd
     assert "resumed from the checkpoint at step 4" in worker_output(capfd, "resumed from the checkpoint")
     folder = AdapterRegistry(stopping.output.registry).path(stopping.output.adapter_name)
     assert_same_adapter(load_file(folder / "adapter_model.safetensors"), adapter_tensors(trained("qlora-ddp")))
-    assert json.loads((folder / "metadata.json").read_text())["metrics"]["attempts"] == 2
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["metrics"]["attempts"] == 2
+    # Both sessions logged into one MLflow run (a local file store), finished, with the adapter attached.
+    client = MlflowClient(tracking_uri=stopping.tracking.mlflow_uri)
+    record = client.get_run(meta["tracking"]["mlflow_run_id"])
+    assert record.info.status == "FINISHED" and record.data.params["training.max_steps"] == "8"
+    losses = {m.step: m.value for m in client.get_metric_history(record.info.run_id, "train_loss")}
+    assert sorted(losses) == list(range(1, 9))  # steps 5-6 were logged again after the resume; the last value wins
+    expected = [h["loss"] for h in trained("qlora-ddp").history]
+    assert [losses[s] for s in range(1, 9)] == pytest.approx(expected, rel=1e-6)
+    assert {a.path for a in client.list_artifacts(record.info.run_id, "adapter")} == {
+        "adapter/metadata.json", "adapter/loss_curve.png"}
+    experiments = [e.name for e in client.search_experiments()]
+    assert "toy" in experiments  # named after the adapter
+
+
+def test_runs_write_tensorboard_event_files(trained):
+    """Every run logs per-step scalars to TensorBoard event files in its run folder (on by default)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = trained("lora-ddp")
+    meta = json.loads(open(f"{result.adapter_path}/metadata.json").read())
+    folder = meta["tracking"]["tensorboard"]
+    assert folder.startswith(result.run_path) and meta["tracking"]["mlflow_run_id"] is None
+    events = EventAccumulator(folder)
+    events.Reload()
+    loss = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert loss == [(h["step"], pytest.approx(h["loss"], rel=1e-6)) for h in result.history]
+    assert [e.step for e in events.Scalars("eval/loss")] == [0, 4, 8]
+    assert {"train/lr", "train/grad_norm", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
 
 
 def test_cpu_demo_recipe_on_the_offline_phi3(tmp_path, toy_data, capfd):
