@@ -56,6 +56,21 @@ def hybrid_verdict(result: EvalResult) -> str:
     return "\n".join([head, "", *lines])
 
 
+def breakdown_table(result: EvalResult) -> list[str]:
+    """Decision metric given a retrieval hit / miss and per answer type (table vs text), per route."""
+    found = result.meta.get("breakdown") or {}
+    groups = sorted({g for per_route in found.values() for g in per_route}, key=lambda g: (g.count(","), g))
+    if not groups:
+        return []
+    metric = result.settings.decision_metric
+    out = ["", f"### Where answers fail ({metric}: mean over the questions in each group, n in parentheses)", "",
+           "| route | " + " | ".join(groups) + " |", "|" + " --- |" * (len(groups) + 1)]
+    for route, per_route in found.items():
+        cells = [f"{per_route[g]['mean']:.3f} ({per_route[g]['n']})" if g in per_route else "—" for g in groups]
+        out.append(f"| {route} | " + " | ".join(cells) + " |")
+    return out
+
+
 def render_markdown(result: EvalResult, chart_name: str = "routes.png") -> str:
     s = result.settings
     rec = result.recommendation
@@ -95,6 +110,7 @@ def render_markdown(result: EvalResult, chart_name: str = "routes.png") -> str:
     out += ["## Diagnostics", "", "| route | answers citing [n] | answers saying they do not know |", "| --- | --- | --- |"]
     for route, x in result.summaries.items():
         out.append(f"| {route} | {_cell(x.metrics['cited'])} | {_cell(x.metrics['abstained'])} |")
+    out += breakdown_table(result)
 
     out += ["", "## What the numbers mean", "",
             "- **exact match / token F1**: SQuAD normalisation (case, punctuation, articles), citations `[n]` removed.",

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from modeling.rag_prompt import final_answer
 from modeling.settings import StrictModel
 from evaluation import metrics
 from evaluation.client import ROUTES, EndpointClient, RouteAnswer, RouteSpec, route_specs
@@ -66,6 +67,40 @@ class Record:
     completion_tokens: int
     error: str | None
     scores: dict[str, float | None]
+    gold_source: str | None = None  # the item's gold document (answer type: table or text)
+
+
+TABLE_SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson", ".tsv")
+
+
+def answer_type(gold_source: str | None) -> str:
+    """``table`` when the gold fact sits in a structured file, ``text`` otherwise (``unknown`` without one)."""
+    if not gold_source:
+        return "unknown"
+    return "table" if gold_source.lower().endswith(TABLE_SUFFIXES) else "text"
+
+
+def breakdown(by_route: dict[str, list[Record]], metric: str = "contains_fact") -> dict[str, dict]:
+    """Where answers fail, per route: ``metric`` given a retrieval hit / miss, and per answer type.
+
+    Separates a reading problem (the gold passage was retrieved, the answer is still wrong) from a
+    retrieval problem, and table facts from text facts. Plain means with their counts.
+    """
+    out: dict[str, dict] = {}
+    for route, records in by_route.items():
+        groups: dict[str, list[float]] = {}
+        for r in records:
+            value = r.scores.get(metric)
+            if value is None:
+                continue
+            groups.setdefault(f"type:{answer_type(r.gold_source)}", []).append(value)
+            hit = r.scores.get("retrieval_hit")
+            if hit is not None:
+                groups.setdefault("given retrieval hit" if hit else "given retrieval miss", []).append(value)
+                groups.setdefault(f"type:{answer_type(r.gold_source)}, given retrieval hit" if hit
+                                  else f"type:{answer_type(r.gold_source)}, given retrieval miss", []).append(value)
+        out[route] = {name: {"mean": sum(v) / len(v), "n": len(v)} for name, v in sorted(groups.items())}
+    return out
 
 
 @dataclass
@@ -121,12 +156,17 @@ class EvalResult:
 
 
 def score(item: QAItem, spec: RouteSpec, answer: RouteAnswer) -> dict[str, float | None]:
-    """All per-answer scores; retrieval and citation scores are None on routes without retrieval."""
+    """All per-answer scores; retrieval and citation scores are None on routes without retrieval.
+
+    Answer quality is scored on the short answer (``final_answer``: after a quoted span, if the
+    reply quotes one), so a quote that copies the fact never counts as stating it.
+    """
     text = answer.text
+    short = final_answer(text)
     return {
-        "exact_match": metrics.exact_match(text, item.answer),
-        "f1": metrics.token_f1(text, item.answer),
-        "contains_fact": metrics.contains_fact(text, item.gold_fact),
+        "exact_match": metrics.exact_match(short, item.answer),
+        "f1": metrics.token_f1(short, item.answer),
+        "contains_fact": metrics.contains_fact(short, item.gold_fact),
         "retrieval_hit": metrics.retrieval_hit(answer.sources, item.source) if spec.rag else None,
         "citation_correct": metrics.citation_correct(text, answer.sources, item.gold_fact) if spec.rag else None,
         "cited": float(bool(metrics.cited_refs(text))),
@@ -138,7 +178,7 @@ def make_record(item: QAItem, spec: RouteSpec, answer: RouteAnswer) -> Record:
     return Record(
         item.id, spec.name, item.question, item.answer, answer.text,
         [{"ref": s.ref, "source": s.source, "chunk_id": s.chunk_id} for s in answer.sources],
-        round(answer.latency_s, 4), answer.completion_tokens, answer.error, score(item, spec, answer),
+        round(answer.latency_s, 4), answer.completion_tokens, answer.error, score(item, spec, answer), item.source,
     )
 
 
@@ -225,4 +265,5 @@ def aggregate(
     )
     questions = len(next(iter(by_route.values()), []))
     return EvalResult(settings, endpoint, dataset, [r for rs in by_route.values() for r in rs], summaries,
-                      comparisons, recommendation, {"questions": questions})
+                      comparisons, recommendation,
+                      {"questions": questions, "breakdown": breakdown(by_route, settings.decision_metric)})

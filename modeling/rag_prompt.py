@@ -48,3 +48,31 @@ def build_rag_messages(
         content = question.strip()
     messages.append({"role": "user", "content": content})
     return messages
+
+
+# Answers that quote their evidence first (RAFT's chain of thought, Zhang et al., 2024): the
+# adapter copies the supporting span of the cited passage between these markers, then gives the
+# short answer with its citation on a line of its own. Training data is written by
+# ``quoted_answer`` and answers are read back by ``final_answer``, so both sides agree.
+QUOTE_BEGIN = "##begin_quote##"
+QUOTE_END = "##end_quote##"
+ANSWER_PREFIX = "Answer:"
+
+
+def quoted_answer(quote: str, answer: str) -> str:
+    """``##begin_quote## <span> ##end_quote##\\nAnswer: <answer>`` (the answer carries its ``[n]``)."""
+    return f"{QUOTE_BEGIN} {' '.join(quote.split())} {QUOTE_END}\n{ANSWER_PREFIX} {answer.strip()}"
+
+
+def final_answer(text: str) -> str:
+    """The short answer of a reply: what follows the last quote (and ``Answer:``), else the whole reply.
+
+    A reply that opened a quote and never closed it (cut by ``max_tokens``) has no answer yet: "".
+    Replies without quotes (base model, plain RAG) are returned unchanged.
+    """
+    if QUOTE_END in text:
+        text = text.rsplit(QUOTE_END, 1)[1]
+    elif QUOTE_BEGIN in text:
+        return ""
+    text = text.strip()
+    return text[len(ANSWER_PREFIX):].strip() if text.startswith(ANSWER_PREFIX) else text

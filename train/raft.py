@@ -13,7 +13,12 @@ always in there" and learns to judge the passages instead. For each question thi
    answer-bearing chunk is not a distractor; it would make "cite [n]" ambiguous);
 3. writes ``build_rag_messages(question, passages)`` (the exact prompt of the ``/rag`` and
    ``/hybrid`` routes, ``modeling/rag_prompt.py``) and an assistant turn that answers and cites
-   the gold passage as ``[n]``.
+   the gold passage as ``[n]``. With ``quote`` (default, the paper's chain of thought) the turn
+   first quotes the span of the gold passage that states the fact,
+   ``##begin_quote## ... ##end_quote##``, then gives ``Answer: <short answer> [n]`` on its own
+   line: copying the evidence first is easier for a small model than finding and rephrasing it
+   at once, and the short answer with its citation stays the last line of every reply
+   (``modeling.rag_prompt.final_answer`` reads it back; the evaluation scores that part).
 
 A context always holds ``distractors + 1`` passages (gold + k distractors, or k + 1 distractors
 without gold, as in the paper), so ``--distractors 3`` matches the server's default ``top_k: 4``.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,12 +49,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from modeling.rag_prompt import Passage, build_rag_messages
+from modeling.rag_prompt import Passage, build_rag_messages, quoted_answer
 from modeling.settings import StrictModel
 from retrieval.api import Retriever
 from retrieval.errors import RetrievalError
 from retrieval.reports import Hit
-from qa import QAFormatError, QAItem, SourceNotFoundError, load_qa, mentions, resolve_source, write_jsonl
+from qa import QAFormatError, QAItem, SourceNotFoundError, load_qa, mentions, normalize_text, resolve_source, write_jsonl
 
 ABSTAIN_ANSWER = "The passages do not contain the answer, so I do not know."
 NoGold = Literal["abstain", "memorize"]
@@ -62,6 +68,8 @@ class RaftSettings(StrictModel):
     no_gold: NoGold = Field("abstain", description="assistant turn without the gold passage: abstain | memorize")
     copies: int = Field(1, ge=1, le=100, description="examples per question, each with its own distractor draw")
     pool_size: int = Field(12, ge=1, le=100, description="hits retrieved per question to draw distractors from")
+    quote: bool = Field(True, description="quote the gold passage's supporting span before the short answer")
+    quote_words: int = Field(32, ge=4, le=200, description="longest quote, in words (cut around the fact)")
 
 
 @dataclass
@@ -108,11 +116,40 @@ def cite(answer: str, ref: int) -> str:
     return f"{answer} [{ref}]"
 
 
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+
+def supporting_span(text: str, fact: str, max_words: int, row: bool = False) -> str:
+    """The part of a passage that states ``fact``: its sentence (a table row's label line and the
+    line holding the value), cut to ``max_words`` around the fact. Falls back to the start of
+    the passage when the fact is not found literally (normalisation differences)."""
+    pieces = [p.strip() for p in _SENTENCE.split(text) if p.strip()]
+    holding = [i for i, p in enumerate(pieces) if mentions(p, fact)]
+    if not holding:
+        return " ".join(" ".join(pieces).split()[:max_words])
+    chosen = [pieces[0], pieces[holding[0]]] if row and holding[0] > 0 else [pieces[holding[0]]]
+    words = "; ".join(chosen).split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    wanted = normalize_text(fact).split()
+    first = next((i for i in range(len(words)) if normalize_text(words[i]) == (wanted[0] if wanted else "")), 0)
+    start = max(0, min(first - max_words // 3, len(words) - max_words))
+    return " ".join(words[start : start + max_words])
+
+
+def gold_reply(item: QAItem, gold: Hit, ref: int, settings: RaftSettings) -> str:
+    """The assistant turn for a context holding the gold passage as ``[ref]``."""
+    answer = cite(item.answer, ref)
+    if not settings.quote:
+        return answer
+    return quoted_answer(supporting_span(gold.text, item.gold_fact, settings.quote_words, row=gold.row >= 0), answer)
+
+
 def _find_gold(item: QAItem, retriever: Retriever, settings: RaftSettings, sources: list[str]) -> tuple[Hit, bool]:
     filters = None
     if item.source:
         filters = [("source", "==", resolve_source(item.source, sources))]
-    hits = retriever.search(f"{item.question}\n{item.answer}", mode=settings.mode, top_k=8, filters=filters)
+    hits = retriever.search(f"{item.question}\n{item.answer}", mode=settings.mode, top_k=8, filters=filters, rerank=False)
     if not hits:
         where = f"document {item.source!r}" if item.source else "the collection"
         raise SourceNotFoundError(f"question {item.id!r}: {where} returned no chunks; is it ingested?")
@@ -127,7 +164,7 @@ def _prepare(items: Sequence[QAItem], retriever: Retriever, settings: RaftSettin
         gold, has_fact = _find_gold(item, retriever, settings, sources)
         if not has_fact:
             stats.gold_without_fact.append(item.id)
-        hits = retriever.search(item.question, mode=settings.mode, top_k=settings.pool_size)
+        hits = retriever.search(item.question, mode=settings.mode, top_k=settings.pool_size, rerank=False)
         pool = [h for h in hits if h.chunk_id != gold.chunk_id and not mentions(h.text, item.gold_fact)]
         prepared.append(_Prepared(item, gold, pool))
     return prepared
@@ -172,7 +209,7 @@ def build_raft_examples(
         rng.shuffle(passages)
         gold_ref = passages.index(p.gold) + 1 if keep_gold else None
         if gold_ref is not None:
-            reply = cite(p.item.answer, gold_ref)
+            reply = gold_reply(p.item, p.gold, gold_ref, settings)
         else:
             reply = ABSTAIN_ANSWER if settings.no_gold == "abstain" else p.item.answer.strip()
         messages = build_rag_messages(
@@ -203,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gold", choices=["abstain", "memorize"], default=defaults.no_gold,
                         help="answer when the gold passage is left out (see the module docstring)")
     parser.add_argument("--copies", type=int, default=defaults.copies)
+    parser.add_argument("--no-quote", action="store_true", help="answer without quoting the gold span first")
     args = parser.parse_args(argv)
     try:
         settings = RaftSettings(distractors=args.distractors, p_gold=args.p_gold, seed=args.seed, mode=args.mode,
-                                no_gold=args.no_gold, copies=args.copies)
+                                no_gold=args.no_gold, copies=args.copies, quote=not args.no_quote)
     except ValueError as exc:
         parser.error(str(exc))
     try:

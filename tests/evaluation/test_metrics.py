@@ -97,3 +97,14 @@ def test_paired_difference_removes_question_difficulty():
 def test_percentiles():
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile(list(range(1, 101)), 99) == pytest.approx(99.01)
+
+
+def test_quoted_replies_are_scored_on_their_short_answer():
+    from modeling.rag_prompt import final_answer, quoted_answer
+
+    reply = quoted_answer("The bolts take 45 Nm in a cross pattern.", "45 Nm [2].")
+    assert final_answer(reply) == "45 Nm [2]."
+    assert final_answer("It is 45 Nm [1].") == "It is 45 Nm [1]."  # no quote: the whole reply
+    assert final_answer("##begin_quote## The bolts take 45 Nm") == ""  # cut inside the quote: no answer yet
+    wrong = quoted_answer("The bolts take 45 Nm.", "60 Nm [1].")
+    assert contains_fact(final_answer(wrong), "45 Nm") == 0.0  # a quote holding the fact is not an answer

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from modeling.rag_prompt import DEFAULT_RAG_SYSTEM, Passage, build_rag_messages
+from modeling.rag_prompt import DEFAULT_RAG_SYSTEM, Passage, build_rag_messages, final_answer
 from retrieval.api import Retriever
 from qa import QAFormatError, SourceNotFoundError, load_qa, mentions, resolve_source, source_matches
 from train.qa import build_instruction_examples
 from train.qa import main as qa_main
-from train.raft import ABSTAIN_ANSWER, RaftSettings, build_raft_examples, cite
+from train.raft import ABSTAIN_ANSWER, RaftSettings, build_raft_examples, cite, supporting_span
 from train.raft import main as raft_main
 from train.records import read_records
 
@@ -114,11 +114,31 @@ def test_examples_are_exactly_the_servers_rag_prompt_with_a_cited_answer(kb, ite
         assert len(hits) == 4 and 1 <= ex.gold_ref <= 4
         gold = hits[ex.gold_ref - 1]
         assert source_matches(gold.source, item.source) and mentions(gold.text, item.fact)
-        # the number in the answer is the passage with the fact, and no distractor holds the fact
-        assert ex.messages[2] == {"role": "assistant", "content": cite(item.answer, ex.gold_ref)}
-        assert re.findall(r"\[(\d+)\]", ex.messages[2]["content"]) == [str(ex.gold_ref)]
+        # the reply quotes the gold passage's span, then answers citing the passage with the fact;
+        # no distractor holds the fact
+        reply = ex.messages[2]["content"]
+        quote, answer = re.fullmatch(r"##begin_quote## (.+) ##end_quote##\nAnswer: (.+)", reply).groups()
+        assert answer == cite(item.answer, ex.gold_ref) and final_answer(reply) == answer
+        assert mentions(quote, item.fact) and quote in " ".join(gold.text.split()).replace("\n", " ")
+        assert re.findall(r"\[(\d+)\]", reply) == [str(ex.gold_ref)]
         assert item.fact in passages_of(ex.messages[1]["content"])[ex.gold_ref - 1]
         assert not any(mentions(h.text, item.fact) for i, h in enumerate(hits) if i != ex.gold_ref - 1)
+
+
+def test_without_quotes_the_reply_is_the_cited_answer(kb, items):
+    examples, _ = build_raft_examples(items, kb, RaftSettings(p_gold=1.0, quote=False))
+    by_id = {i.id: i for i in items}
+    assert all(e.messages[2]["content"] == cite(by_id[e.qa_id].answer, e.gold_ref) for e in examples)
+
+
+def test_supporting_span_is_the_sentence_or_row_line_holding_the_fact():
+    text = "Intro sentence here. The HX-220 flange bolts take 45 Nm in a cross pattern. Another sentence follows."
+    assert supporting_span(text, "45 Nm", 32) == "The HX-220 flange bolts take 45 Nm in a cross pattern."
+    row = "part_number: QF-1102\nname: Brake pad set\nprice_eur: 84.00"
+    assert supporting_span(row, "84.00", 32, row=True) == "part_number: QF-1102; price_eur: 84.00"
+    long = " ".join(f"w{n}" for n in range(100)) + " 45 Nm " + " ".join(f"v{n}" for n in range(100)) + "."
+    cut = supporting_span(long, "45 Nm", 12)
+    assert len(cut.split()) == 12 and "45 Nm" in cut
 
 
 def test_gold_is_dropped_at_the_exact_rate_and_lands_in_every_position(kb, items):
