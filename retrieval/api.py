@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +18,9 @@ from retrieval.embedding import Embedder, build_embedder
 from retrieval.errors import RetrievalError
 from retrieval.filters import Filters, build_expression
 from retrieval.ingest import delete_documents, ingest, recover
+from retrieval.documents import contextual_text
 from retrieval.pipeline import source_of
+from retrieval.rerank import Reranker, build_reranker
 from retrieval.reports import CollectionStats, DeleteReport, Hit, IngestReport
 from retrieval.store import ManifestEntry, MilvusStore
 
@@ -57,6 +60,7 @@ class Retriever:
         self.config = base.with_overrides(milvus__collection=collection, milvus__uri=uri, milvus__token=token)
         self._embedder = embedder
         self._store: MilvusStore | None = None
+        self._reranker: Reranker | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> "Retriever":
@@ -68,6 +72,13 @@ class Retriever:
         if self._embedder is None:
             self._embedder = build_embedder(self.config.embedder)
         return self._embedder
+
+    @property
+    def reranker(self) -> Reranker:
+        """The second-stage model of ``rerank.model`` (loaded on first use)."""
+        if self._reranker is None:
+            self._reranker = build_reranker(self.config.rerank)
+        return self._reranker
 
     @property
     def store(self) -> MilvusStore:
@@ -127,8 +138,13 @@ class Retriever:
         mode: SearchMode | None = None,
         top_k: int | None = None,
         filters: Filters = None,
+        rerank: bool | None = None,
     ) -> list[Hit]:
-        """Top-k chunks for a question. ``filters``: {"field": value}, Filter objects or "field=value"."""
+        """Top-k chunks for a question. ``filters``: {"field": value}, Filter objects or "field=value".
+
+        ``rerank`` (default: ``rerank.enabled``) re-orders the first ``rerank.candidates`` hits
+        of ``mode`` with the reranker; the returned scores are then the reranker's.
+        """
         mode = mode or self.config.search.mode
         if mode not in MODES:
             raise RetrievalError(f"unknown search mode '{mode}'; use one of: {', '.join(MODES)}")
@@ -138,8 +154,24 @@ class Retriever:
         expression = build_expression(filters)  # validate filters before touching Milvus
         self.store.require()
         vector = self.embedder.embed_query(query) if mode != "bm25" else None
-        raw = self.store.search(mode, query, vector, top_k, expression, self.config.search)
-        return [_hit(item, mode) for item in raw]
+        rerank = self.config.rerank.enabled if rerank is None else rerank
+        depth = max(top_k, self.config.rerank.candidates) if rerank else top_k
+        raw = self.store.search(mode, query, vector, depth, expression, self.config.search)
+        hits = [_hit(item, mode) for item in raw]
+        return self._rerank(query, hits)[:top_k] if rerank else hits
+
+    def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Hits re-ordered by the reranker, which reads each chunk with its title and section."""
+        scores = self.reranker.score(query, [contextual_text(h.title, h.section, h.text) for h in hits])
+        order = sorted(range(len(hits)), key=lambda i: -scores[i])  # stable: ties keep the first-stage order
+        return [replace(hits[i], score=scores[i]) for i in order]
+
+    def chunks(self) -> list[Hit]:
+        """Every stored chunk (score 0), ordered by source and position: for tools that read the
+        whole collection, such as the synthetic-question builder."""
+        self.store.require()
+        hits = [_hit({"entity": row, "distance": 0.0}, "dense") for row in self.store.iter_chunks()]
+        return sorted(hits, key=lambda h: (h.source, h.chunk_index))
 
     def documents(self) -> list[ManifestEntry]:
         self.store.require()

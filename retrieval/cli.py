@@ -59,10 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("stats", parents=[common], help="documents and chunks in the collection")
 
-    evaluate = commands.add_parser("eval", parents=[common], help="recall@k / MRR / nDCG@10 on a BEIR-format dataset")
-    evaluate.add_argument("dataset", help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--modes", default="dense,bm25,hybrid")
+    evaluate = commands.add_parser("eval", parents=[common],
+                                   help="recall@k / MRR / nDCG@10 on a BEIR folder or a company folder with qa/*.jsonl")
+    evaluate.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a company "
+                                          "folder (document folders + qa/<split>.jsonl naming each gold source)")
+    evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv or qa/<split>.jsonl")
+    evaluate.add_argument("--qa", help="company layout: comma-separated QA files relative to the folder "
+                                       "(e.g. qa/train.jsonl,qa/test.jsonl; default qa/<split>.jsonl)")
+    evaluate.add_argument("--documents", help="company layout: comma-separated folders to ingest (default: all but qa/)")
+    evaluate.add_argument("--modes", default="dense,bm25,hybrid,hybrid+rerank",
+                          help="comma-separated; '<mode>+rerank' reranks that mode's candidates (needs rerank.model)")
     evaluate.add_argument("--k", type=int, action="append", help="recall cut-offs (default 1, 5, 10, 100)")
     evaluate.add_argument("--max-queries", type=int, help="evaluate only the first N queries")
     evaluate.add_argument("--skip-ingest", action="store_true", help="the corpus is already in the collection")

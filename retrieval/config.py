@@ -84,6 +84,25 @@ class SearchConfig(_Strict):
     bm25_weight: float = Field(0.5, ge=0)
 
 
+class RerankConfig(_Strict):
+    """Second-stage reranking (retrieval/rerank.py); off unless a model is named."""
+
+    model: str | None = None  # a CrossEncoder / causal LM: hub id or local folder; None = no reranker
+    kind: Literal["cross-encoder", "query-likelihood"] = "cross-encoder"
+    enabled: bool = False  # rerank every search (what serving uses); search(rerank=True) asks per call
+    candidates: int = Field(20, ge=1, le=1000)  # first-stage hits the reranker reads
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(384, ge=16)  # tokens of one (passage, question) pair; passages are cut to fit
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16"] = "float32"  # query-likelihood weights; bfloat16 ~2x faster on AVX512-BF16 CPUs
+
+    @model_validator(mode="after")
+    def _enabled_needs_model(self) -> "RerankConfig":
+        if self.enabled and not self.model:
+            raise ValueError("rerank.enabled is true but rerank.model is empty; name the reranker model")
+        return self
+
+
 class IngestConfig(_Strict):
     write_batch_chunks: int = Field(256, ge=1)
     ray_embed_actors: int = Field(2, ge=1)
@@ -97,6 +116,7 @@ class RetrievalConfig(_Strict):
     chunking: ChunkingConfig = ChunkingConfig()
     milvus: MilvusConfig = MilvusConfig()
     search: SearchConfig = SearchConfig()
+    rerank: RerankConfig = RerankConfig()
     ingest: IngestConfig = IngestConfig()
 
     def with_overrides(self, **dotted: Any) -> "RetrievalConfig":

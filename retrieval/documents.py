@@ -65,8 +65,18 @@ class Chunk:
 
     def embedding_text(self) -> str:
         """The text given to the dense embedder: title and section add context a bare chunk lacks."""
-        header = " / ".join(part for part in (self.title, self.section) if part)
-        return f"{header}\n{self.text}" if header else self.text
+        return contextual_text(self.title, self.section, self.text)
+
+
+def contextual_text(title: str, section: str, text: str) -> str:
+    """A chunk as a model should read it: ``title / section`` on a first line, then the text.
+
+    A bare chunk ("2019: 24.5", "it rose by 12%") often lacks what it is about; the document's
+    title and the section (heading path, or a table's caption) carry that. The dense embedder
+    and the reranker both read chunks this way (BM25 indexes the bare text).
+    """
+    header = " / ".join(part for part in (title, section) if part)
+    return f"{header}\n{text}" if header else text
 
 
 def chunk_id(doc_id: str, version: str, index: int) -> str:

@@ -213,6 +213,16 @@ class MilvusStore:
     def chunks(self, expression: str, limit: int = 16_384) -> list[dict[str, Any]]:
         return self._client.query(self.collection, filter=expression, output_fields=CHUNK_OUTPUT_FIELDS, limit=limit)
 
+    def iter_chunks(self, expression: str = "chunk_index >= 0", batch_size: int = 2_000) -> Iterable[dict[str, Any]]:
+        """Every chunk row matching ``expression``, in batches (no 16k query limit)."""
+        iterator = self._client.query_iterator(self.collection, batch_size=batch_size, filter=expression,
+                                               output_fields=CHUNK_OUTPUT_FIELDS)
+        try:
+            while batch := iterator.next():
+                yield from batch
+        finally:
+            iterator.close()
+
     # ---- manifest ------------------------------------------------------------------------------
     def _upsert_manifest_rows(self, entries: Sequence[ManifestEntry]) -> None:
         now = int(time.time())
