@@ -1,4 +1,4 @@
-"""``python -m train --config train/recipes/NAME.yaml [--set key=value ...] [--resume]``.
+"""``python -m train --config train/recipes/NAME.yaml [--set key=value ...] [--resume | --plan]``.
 
 The same command runs on a cluster: ``ray job submit --working-dir . -- python -m train --config ...``.
 Exit codes: 0 trained and published, 2 bad recipe/data/arguments (nothing trained),
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--resume", action="store_true", help="continue the newest stopped run of this recipe's adapter")
     parser.add_argument("--print-recipe", action="store_true", help="print the validated recipe with all defaults and exit")
+    parser.add_argument(
+        "--plan", action="store_true",
+        help="print the estimated memory per worker and whether it fits, then exit (2 if it does not fit)",
+    )
     return parser
 
 
@@ -35,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(args.config, args.overrides)
         if args.print_recipe:
             print(json.dumps(recipe.model_dump(mode="json"), indent=2))
+            return 0
+        if args.plan:
+            from train.memory_plan import check_fits, plan_memory
+
+            plan = plan_memory(recipe)
+            print(plan.render())
+            check_fits(plan)
             return 0
         from train.launcher import run
 

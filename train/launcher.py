@@ -123,6 +123,19 @@ def check_resources(recipe: Recipe) -> None:
             )
 
 
+def check_memory(recipe: Recipe) -> None:
+    """Refuse a recipe whose estimated per-worker memory exceeds what each worker has (``--plan`` shows it)."""
+    from train.memory_plan import check_fits, plan_memory
+
+    try:
+        plan = plan_memory(recipe)
+    except RecipeError as exc:  # the config cannot be read here (offline hub id): the workers will load it
+        log.warning("memory not checked: %s", exc)
+        return
+    check_fits(plan)
+    log.info("memory plan: %.1f GiB per worker", plan.total_mb / 1024)
+
+
 def start_ray(recipe: Recipe) -> bool:
     """Connect to the cluster (``ray job submit`` sets RAY_ADDRESS) or start a local Ray; True if started here."""
     import ray
@@ -209,6 +222,7 @@ def run(recipe: Recipe, *, resume: bool = False) -> TrainResult:
     started_at = time.time()
     check_output_free(recipe)
     check_resources(recipe)
+    check_memory(recipe)
     if recipe.fault_injection and storage.is_uri(recipe.output.run_dir):
         raise RecipeError("fault_injection needs a local output.run_dir (it marks the injected failure there)")
     data = build_training_data(recipe, load_tokenizer(recipe.model))

@@ -176,6 +176,7 @@ def train_loop_per_worker(config: dict) -> None:
     )
     model_load_s = time.time() - loaded_at
     load_peak_mb = device_peak_mb(device, memory)
+    memory.new_phase()  # from here on: training (engine, steps, evaluation, checkpoints)
 
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as restored:
@@ -257,13 +258,15 @@ def train_loop_per_worker(config: dict) -> None:
                        "epoch": plan.epoch_at(state.step)}
             if done:
                 (cpu,) = all_reduce([state.cpu_seconds], device)
-                peaks = per_rank([device_peak_mb(device, memory), load_peak_mb, peak_rss_mb()], rank, world, device)
+                peaks = per_rank([device_peak_mb(device, memory), load_peak_mb, peak_rss_mb(), memory.peak()[1]],
+                                 rank, world, device)
                 state.summary = {
                     "peak_memory_mb_per_worker": round(max(p[0] for p in peaks), 1),
                     "peak_memory_mb_by_rank": [round(p[0], 1) for p in peaks],
                     "load_peak_memory_mb_by_rank": [round(p[1], 1) for p in peaks],
                     "peak_rss_mb_by_rank": [round(p[2], 1) for p in peaks],
-                    "memory_measure": "cuda_max_allocated" if device.type == "cuda" else "private_rss",
+                    "peak_private_mb_by_rank": [round(p[3], 1) for p in peaks],
+                    "memory_measure": "cuda_max_allocated" if device.type == "cuda" else "resident",
                     "gradient_checkpointing": bool(getattr(peft_model, "is_gradient_checkpointing", False)),
                     "optimizer": engine.optimizer_name,
                     "train_cpu_seconds_all_workers": round(cpu, 1),

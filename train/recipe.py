@@ -41,6 +41,10 @@ class ScalingSettings(StrictModel):
         None, description="e.g. {CPU: 4, GPU: 1, 'accelerator_type:A10G': 0.001} or custom resources"
     )
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    memory_per_worker_gb: float | None = Field(
+        None, gt=0, description="memory each worker may use (GPU memory with use_gpu, else RAM), checked by the "
+        "memory plan; None = from the GPU type in resources_per_worker, or this machine's RAM shared by the workers",
+    )
 
 
 class DeepSpeedSettings(StrictModel):

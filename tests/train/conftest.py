@@ -85,11 +85,11 @@ def toy_data(tmp_path_factory) -> Path:
     return path
 
 
-def _tiny_recipe(model_dir: Path, data: Path, out_dir: Path, **sections) -> Recipe:
+def _tiny_recipe(model_dir: Path, data_file: Path, out_dir: Path, /, **sections) -> Recipe:
     tree = {
         "model": {"name_or_path": str(model_dir)},
         "lora": {"r": 8, "alpha": 16, "dropout": 0.1},
-        "data": {"train_files": [str(data)], "max_seq_len": 128, "val_fraction": 0.2},
+        "data": {"train_files": [str(data_file)], "max_seq_len": 128, "val_fraction": 0.2},
         "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1}},
         "training": {"max_steps": 8, "micro_batch_size": 1, "grad_accum_steps": 2, "eval_every": 4},
         "optim": {"lr": 1.0e-2},
@@ -108,7 +108,7 @@ def make_tiny_recipe(tiny_phi3_dir, toy_data) -> Callable[..., Recipe]:
 
     Keyword sections override the defaults (dicts are merged into the section).
     """
-    return lambda out_dir, **sections: _tiny_recipe(tiny_phi3_dir, toy_data, out_dir, **sections)
+    return lambda out_dir, /, **sections: _tiny_recipe(tiny_phi3_dir, toy_data, out_dir, **sections)
 
 
 @pytest.fixture()
