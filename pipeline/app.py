@@ -11,6 +11,7 @@ from serve.local import run_local
 from train.progress import hide_state_api_warnings
 from qa import QAItem
 
+from pipeline.knowledge import write_retrieval_yaml
 from pipeline.progress import say
 from pipeline.settings import PipelineSettings
 
@@ -59,6 +60,7 @@ def start_app(settings: PipelineSettings) -> str:
             "generator.adapter_registry": str(Path(settings.registry).resolve()),
             "retriever.uri": str(Path(settings.uri).resolve()) if "://" not in settings.uri else settings.uri,
             "retriever.collection": settings.collection,
+            "retriever.config": str(write_retrieval_yaml(settings)),
         },
         # Training progress comes back through Ray's worker logs; per-request access logs would drown it.
         deployment_overrides={

@@ -1,22 +1,34 @@
 """The pipeline's declarative config (``pipeline/configs/*.yaml``), validated like every recipe.
 
-Paths are relative to the repository root (where ``make demo`` runs), so the same file works
-from a fresh clone; ``--set key=value`` overrides any knob (``--set eval.limit=10``).
+Relative paths are resolved against the repository root, whatever the working directory, so
+the same file works from a fresh clone (``company_dir: ../shared/datasets/tatqa`` is the
+dataset folder next to the clone); ``--set key=value`` overrides any knob (``--set eval.limit=10``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from modeling.settings import StrictModel
+from retrieval.config import RetrievalConfig, load_config
+from retrieval.errors import ConfigError
 from train.raft import RaftSettings
 from train.recipe_loading import apply_override
+from train.synthetic import SyntheticSettings
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "quillfen.yaml"
+PATH_FIELDS = ("company_dir", "work_dir", "registry", "recipe")
+
+
+def repo_path(value: str) -> str:
+    """``value`` made absolute against the repository root (already absolute: unchanged)."""
+    return os.path.normpath(value if os.path.isabs(value) else REPO_ROOT / value)
 
 
 class PipelineConfigError(ValueError):
@@ -42,8 +54,15 @@ class PipelineSettings(StrictModel):
     name: str = "quillfen"
     company_dir: str = "examples/quillfen-windworks"
     documents: tuple[str, ...] = Field(("docs", "structured"), description="folders/files under company_dir to ingest")
-    qa_train: str = "qa/train.jsonl"
+    qa_train: str | None = Field("qa/train.jsonl", description="training questions; None = build them from the "
+                                 "documents alone (see `synthetic`), never from the held-out questions")
     qa_test: str = "qa/test.jsonl"
+    synthetic: SyntheticSettings = SyntheticSettings()
+    retrieval: dict[str, Any] = Field(
+        default_factory=dict, description="retrieval config overrides by dotted key (search.ranker, rerank.enabled, "
+        "...) on retrieval/configs/default.yaml: used for ingest, the training data and the Serve app alike; "
+        "rerank.model may be builtin:smollm2-135m-phi3 (the offline model, as a query-likelihood reranker)",
+    )
     work_dir: str = Field("data/pipeline/quillfen", description="built datasets, Milvus Lite file, results")
     collection: str = "quillfen"
     milvus_uri: str | None = Field(None, description="None = <work_dir>/milvus.db (Milvus Lite); or http://host:19530")
@@ -71,8 +90,34 @@ class PipelineSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0 = any free port")
 
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> "PipelineSettings":
+        for name in PATH_FIELDS:
+            object.__setattr__(self, name, repo_path(getattr(self, name)))
+        if self.milvus_uri and "://" not in self.milvus_uri:
+            object.__setattr__(self, "milvus_uri", repo_path(self.milvus_uri))
+        return self
+
     def company_path(self, relative: str) -> Path:
         return Path(self.company_dir) / relative
+
+    def retrieval_config(self) -> RetrievalConfig:
+        """retrieval/configs/default.yaml with this pipeline's ``retrieval`` overrides applied."""
+        tree = load_config().model_dump()
+        for key, value in self.retrieval.items():
+            node = tree
+            *parents, leaf = key.split(".")
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise PipelineConfigError(f"retrieval.{key}: no section {part!r}; sections: {', '.join(tree)}")
+                node = node[part]
+            if leaf not in node:
+                raise PipelineConfigError(f"retrieval.{key}: unknown knob {leaf!r}; known: {', '.join(node)}")
+            node[leaf] = value
+        try:
+            return RetrievalConfig.model_validate(tree)
+        except ValueError as exc:
+            raise PipelineConfigError(f"invalid retrieval overrides {self.retrieval}: {exc}") from None
 
     @property
     def work(self) -> Path:
@@ -96,8 +141,13 @@ def load_settings(path: str | Path = DEFAULT_CONFIG, overrides: Sequence[str] = 
     except ValidationError as exc:
         raise PipelineConfigError(f"invalid pipeline config {path}:\n{exc}") from None
     missing = [p for p in (settings.company_dir, settings.recipe) if not Path(p).exists()]
-    missing += [str(settings.company_path(p)) for p in (*settings.documents, settings.qa_train, settings.qa_test)
+    questions = (settings.qa_train, settings.qa_test) if settings.qa_train else (settings.qa_test,)
+    missing += [str(settings.company_path(p)) for p in (*settings.documents, *questions)
                 if not settings.company_path(p).exists()]
     if missing:
         raise PipelineConfigError(f"{path}: these paths do not exist: {', '.join(missing)}")
+    try:
+        settings.retrieval_config()
+    except ConfigError as exc:
+        raise PipelineConfigError(str(exc)) from None
     return settings

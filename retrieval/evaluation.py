@@ -168,7 +168,7 @@ def answer_at(hits: Sequence[Hit], relevant: dict[str, int], fact: str, k: int) 
 
 def evaluate(retriever: Retriever, dataset: Dataset, modes: Sequence[str], cutoffs: Sequence[int],
              max_queries: int | None = None, per_query: dict[str, dict[str, list[str]]] | None = None) -> list[ModeResult]:
-    """Score each mode; ``per_query`` (if given) receives {mode: {query id: ranked corpus ids}}."""
+    """Score each mode; ``per_query`` (if given) receives {mode: {query id: corpus id of each hit, in rank order}}."""
     query_ids = sorted(dataset.queries)[:max_queries] if max_queries else sorted(dataset.queries)
     depth = max(max(cutoffs), 10)
     results = []
@@ -182,7 +182,7 @@ def evaluate(retriever: Retriever, dataset: Dataset, modes: Sequence[str], cutof
             hits = _search(retriever, dataset.queries[qid], mode, depth)
             ranked = ranked_ids(hits)
             if per_query is not None:
-                per_query.setdefault(mode, {})[qid] = ranked
+                per_query.setdefault(mode, {})[qid] = [_doc_key(h) for h in hits]
             relevant = dataset.qrels[qid]
             for k in cutoffs:
                 recall[k] += recall_at(ranked, relevant, k)

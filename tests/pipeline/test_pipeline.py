@@ -30,7 +30,8 @@ def settings(tmp_path_factory):
     steps = json.dumps(TRAIN_STEPS + [f"checkpointing.max_failures=0"])
     return load_settings(overrides=[
         f"work_dir={work}", f"registry={work / 'adapters'}", f"qa_train={train_qa}", "collection=ci_pipeline",
-        f"finetuned.overrides={steps}", f"hybrid.overrides={steps}", "raft.pool_size=6",
+        f"finetuned.overrides={steps}", "raft.pool_size=6",
+        f"hybrid.overrides={json.dumps(TRAIN_STEPS + ['checkpointing.max_failures=0', 'data.max_seq_len=1024'])}",
         "demo_questions=1", "demo_max_tokens=16", "eval.limit=3", "eval.max_tokens=16", "eval.resamples=100",
         "port=0",
     ])
