@@ -45,6 +45,7 @@ def reusable_records(out_dir: Path, fingerprint: str, items: list, routes: list[
 def evaluate_routes(url: str, settings: PipelineSettings, *, reevaluate: bool = False) -> tuple[EvalResult, dict[str, Path]]:
     items = seeded_sample(load_qa(settings.company_path(settings.qa_test)), settings.eval.limit, settings.eval.seed)
     eval_settings = EvalSettings(
+        routes=settings.eval.routes,
         finetuned_adapter=settings.finetuned.name,
         hybrid_adapter=settings.hybrid.name,
         max_tokens=settings.eval.max_tokens,

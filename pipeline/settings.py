@@ -43,6 +43,8 @@ class AdapterPlan(StrictModel):
 
 
 class EvalPlan(StrictModel):
+    routes: tuple[str, ...] = Field(("base", "rag", "finetuned", "hybrid"), description="routes to evaluate "
+                                    "(all four for a recommendation; e.g. [hybrid] to measure one adapter)")
     limit: int | None = Field(None, ge=1, description="a seeded sample of N held-out questions (None = all)")
     seed: int = Field(0, description="draws the sample")
     max_tokens: int = Field(48, ge=1, le=1024)

@@ -38,6 +38,10 @@ class EmbedderConfig(_Strict):
     timeout_s: float = Field(60.0, gt=0)
     # Optional: ask an OpenAI-compatible API for shortened vectors (text-embedding-3 supports it).
     dimensions: int | None = None
+    # Local models only: "int8" = torch dynamic int8 quantisation of the Linear layers (CPU speed-up;
+    # benchmarks/retrieval/RESULTS.md compares speed and retrieval quality). Its vectors differ slightly,
+    # so a collection remembers it as part of the embedder's name.
+    quantize: Literal["none", "int8"] = "none"
 
 
 class ChunkingConfig(_Strict):

@@ -54,7 +54,11 @@ class SentenceTransformerEmbedder:
                 f"cannot load sentence-transformers model '{config.model}' ({type(exc).__name__}: {exc}); "
                 "use a local folder or a model already in the HF cache (HF_HUB_OFFLINE=1 forbids downloads)"
             ) from exc
-        self.name = config.model
+        if config.quantize == "int8":
+            import torch
+
+            self._model = torch.ao.quantization.quantize_dynamic(self._model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.name = config.model if config.quantize == "none" else f"{config.model}+{config.quantize}"
         self.dimension = int(self._model.get_embedding_dimension())
         self._batch_size = config.batch_size
         self._normalize = config.normalize

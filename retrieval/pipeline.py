@@ -8,13 +8,13 @@ count or the parse error, so the writer knows when a document is complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from fingerprint import Fingerprint
 from retrieval.chunking import chunk_document
 from retrieval.config import ChunkingConfig, EmbedderConfig, RetrievalConfig
 from retrieval.documents import Chunk, chunk_id, doc_id_for
@@ -42,17 +42,15 @@ def pipeline_fingerprint(config: RetrievalConfig) -> str:
     parts = {
         "revision": PIPELINE_REVISION,
         "chunking": config.chunking.model_dump(),
-        "embedder": [config.embedder.provider, config.embedder.model, config.embedder.dimensions, config.embedder.normalize],
+        "embedder": [config.embedder.provider, config.embedder.model, config.embedder.dimensions, config.embedder.normalize]
+        + ([config.embedder.quantize] if config.embedder.quantize != "none" else []),
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return Fingerprint().value(parts).hexdigest()
 
 
 def file_version(path: Path, fingerprint: str) -> str:
-    digest = hashlib.sha256(fingerprint.encode())
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """The stored version of a file: its bytes under this pipeline fingerprint (its path is not part of it)."""
+    return Fingerprint().text(fingerprint).content(path).hexdigest()[:16]
 
 
 def source_of(path: Path, source_root: Path | None) -> str:
