@@ -9,10 +9,9 @@ of asking 4 x N questions again (`--reevaluate` asks anyway, e.g. for fresh late
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Iterable
+
+from fingerprint import Fingerprint, relative_name, tree_files
 
 from pipeline.settings import PipelineSettings
 
@@ -22,33 +21,26 @@ SERVE_CONFIG = Path("serve/config.yaml")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Pipeline knobs that do not change an evaluation answer.
 NOT_IN_ANSWERS = {"host", "port", "demo_questions", "demo_max_tokens"}
-
-
-def _hash_files(digest: "hashlib._Hash", files: Iterable[Path], root: Path) -> None:
-    for path in sorted(files):
-        name = path.relative_to(root) if path.is_relative_to(root) else path
-        digest.update(str(name).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-
-
-def _tree(folder: Path, pattern: str = "*") -> list[Path]:
-    return [p for p in folder.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts]
+# Settings that are locations: hashed relative to the project root.
+LOCATIONS = ("company_dir", "work_dir", "registry", "recipe", "milvus_uri")
 
 
 def evaluation_fingerprint(settings: PipelineSettings, eval_settings: dict, root: Path = PROJECT_ROOT) -> str:
     """sha256 over everything that decides the evaluation's answers."""
-    digest = hashlib.sha256()
     pipeline = settings.model_dump(mode="json", exclude=NOT_IN_ANSWERS)
-    digest.update(json.dumps({"eval": eval_settings, "pipeline": pipeline}, sort_keys=True).encode())
+    for key in LOCATIONS:  # where things are is not what they are: moving the checkout keeps the evaluation
+        if isinstance(pipeline.get(key), str) and "://" not in pipeline[key]:
+            pipeline[key] = relative_name(pipeline[key], root)
+    fp = Fingerprint().value({"eval": eval_settings, "pipeline": pipeline})
     company = Path(settings.company_dir)
-    _hash_files(digest, [settings.company_path(settings.qa_test)], company)
+    fp.files([settings.company_path(settings.qa_test)], root=company)
     for document in settings.documents:
         target = settings.company_path(document)
-        _hash_files(digest, _tree(target) if target.is_dir() else [target], company)
+        fp.files(tree_files(target) if target.is_dir() else [target], root=company)
     for adapter in (settings.finetuned.name, settings.hybrid.name):
         folder = Path(settings.registry) / adapter
-        _hash_files(digest, [p for p in _tree(folder) if p.suffix in {".safetensors", ".json"}], folder)
-    _hash_files(digest, [root / SERVE_CONFIG], root)
+        fp.files(tree_files(folder, {".safetensors", ".json"}) if folder.is_dir() else [], root=folder)
+    fp.files([root / SERVE_CONFIG], root=root)
     for code_dir in CODE_DIRS:
-        _hash_files(digest, _tree(root / code_dir, "*.py") + _tree(root / code_dir, "*.yaml"), root)
-    return "sha256:" + digest.hexdigest()
+        fp.files(tree_files(root / code_dir, {".py", ".yaml"}), root=root)
+    return str(fp)

@@ -7,14 +7,13 @@ through Ray's object store instead of each re-reading the files.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from fingerprint import Fingerprint
 from train.errors import DataFormatError
 from train.packing import Row, one_per_row, pack
 from train.recipe import Recipe
@@ -34,13 +33,14 @@ class TrainingData:
 
 
 def data_fingerprint(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> str:
-    """Hash of the files' bytes and of everything that decides how they become rows."""
-    digest = hashlib.sha256()
-    for name in recipe.data.train_files:
-        digest.update(hashlib.sha256(Path(name).read_bytes()).digest())
+    """Hash of the files' bytes and of everything that decides how they become rows.
+
+    Paths are not hashed: neither the data files' nor the model's resolved folder (the
+    recipe's model name is), so a moved checkout or cache keeps the fingerprint.
+    """
     settings = recipe.data.model_dump_json(exclude={"train_files"})
-    digest.update(f"{settings}|{recipe.seed}|{tokenizer.name_or_path}|{tokenizer.chat_template}".encode())
-    return "sha256:" + digest.hexdigest()
+    fp = Fingerprint().files(recipe.data.train_files)
+    return str(fp.text(f"{settings}|{recipe.seed}|{recipe.model.name_or_path}|{tokenizer.chat_template}"))
 
 
 def split_validation(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -131,3 +131,7 @@ def test_dataset_split_packing_and_fingerprint(tiny_recipe, builtin_tokenizer, t
     copy.write_text(toy_data.read_text() + json.dumps({"instruction": "x", "output": "y"}) + "\n")
     changed = build_training_data(tiny_recipe(data={"train_files": [str(copy)]}), builtin_tokenizer)
     assert changed.fingerprint != packed.fingerprint
+    moved = tmp_path / "elsewhere" / "codewords.jsonl"  # the same bytes under another path: the same data
+    moved.parent.mkdir()
+    moved.write_bytes(toy_data.read_bytes())
+    assert build_training_data(tiny_recipe(data={"train_files": [str(moved)]}), builtin_tokenizer).fingerprint == packed.fingerprint
