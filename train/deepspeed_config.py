@@ -27,6 +27,9 @@ def deepspeed_config(recipe: Recipe, world_size: int) -> dict:
     if ds.zero_stage == 3:
         # LoRA weights are gathered explicitly for saving (train.engines); never gather the base.
         zero["stage3_gather_16bit_weights_on_model_save"] = False
+        if ds.stage3_live_parameters is not None:
+            zero["stage3_max_live_parameters"] = ds.stage3_live_parameters
+            zero["stage3_max_reuse_distance"] = ds.stage3_live_parameters
     config: dict = {
         "train_micro_batch_size_per_gpu": training.micro_batch_size,
         "gradient_accumulation_steps": training.grad_accum_steps,

@@ -7,8 +7,9 @@ LoRA's matrices follow from the recipe's targets and rank. The rest is arithmeti
 * **base weights**: bitsandbytes NF4/FP4 stores 0.5 byte per weight plus its scales (one
   per 64 weights: fp32, or 8-bit with double quantisation); the embeddings, norms and
   ``lm_head`` stay unquantised, and peft's k-bit preparation casts them to fp32. Under
-  ZeRO-3 each worker keeps 1/world of all of it, plus the gathered working set
-  (``stage3_max_live_parameters``, capped by the model's size).
+  ZeRO-3 each worker keeps 1/world of all of it, plus what DeepSpeed keeps gathered
+  (``deepspeed.stage3_live_parameters``, DeepSpeed's 1e9 by default, at least one layer,
+  at most the whole model).
 * **LoRA parameters, gradients, AdamW state** (two fp32 moments, plus an fp32 master copy
   under bf16): ZeRO shards the optimizer state (and, ZeRO-2/3, the gradients) across
   workers; ``offload_optimizer`` moves the state to CPU memory (not the GPU's).
@@ -46,6 +47,7 @@ KNOWN_SHAPES = {
     "microsoft/Phi-3-medium-4k-instruct": dict(hidden_size=5120, intermediate_size=17920, num_hidden_layers=40,
                                                num_attention_heads=40, num_key_value_heads=10, vocab_size=32064),
 }
+DEEPSPEED_LIVE_PARAMETERS = 10**9  # DeepSpeed's stage3_max_live_parameters / max_reuse_distance default
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 
 
@@ -209,11 +211,12 @@ def plan_memory(recipe: Recipe) -> MemoryPlan:
         width = BYTES[r.model.precision]
         weights = (shape.quantizable_params + shape.other_params) * width
         how = f"{r.model.precision} {width} B/weight"
-    if r.zero3:
-        live = min(shape.quantizable_params + shape.other_params, 10**9, max(shape.largest_layer_params, 1))
-        gathered = weights * live / (shape.quantizable_params + shape.other_params)
-        weights = weights / world + gathered
-        how += f", 1/{world} per worker + one gathered layer"
+    if r.zero3:  # the shard, plus what DeepSpeed keeps gathered (at least the layer running)
+        total = shape.quantizable_params + shape.other_params
+        limit = ds.stage3_live_parameters if ds.stage3_live_parameters is not None else DEEPSPEED_LIVE_PARAMETERS
+        live = min(total, max(limit, shape.largest_layer_params, 1))
+        weights = weights / world + weights * live / total
+        how += f", 1/{world} per worker + {live / 1e6:.0f}M gathered (stage3_live_parameters)"
     plan.lines.append(("base weights", weights / MB, how))
 
     lora = shape.lora_params

@@ -54,6 +54,11 @@ class DeepSpeedSettings(StrictModel):
     offload_optimizer: bool = Field(False, description="keep optimizer state in CPU memory (DeepSpeedCPUAdam)")
     offload_params: bool = Field(False, description="keep parameters in CPU memory (ZeRO-3 only)")
     bf16: bool | None = Field(None, description="bf16 mixed precision; None = on when training on GPUs, fp32 on CPU")
+    stage3_live_parameters: int | None = Field(
+        None, ge=0, description="ZeRO-3: parameters kept gathered at once, and the reuse distance under which a "
+        "gathered one is kept (stage3_max_live_parameters/max_reuse_distance); None = DeepSpeed's 1e9, which on a "
+        "model of up to ~1B parameters keeps most of it gathered; lower it (e.g. 1e8) to trade re-gathering for memory",
+    )
 
 
 class TrainingSettings(StrictModel):

@@ -6,7 +6,9 @@ Two measurements, each variant in a fresh process, one after the other:
   intermediate 5632, vocab 32064, fp32; built once under the cache folder), 2 Ray Train
   workers, 2 steps of micro-batch 1 x ``--seq-len`` tokens: LoRA ZeRO-2, LoRA ZeRO-3
   (sharded loading through HfDeepSpeedConfig), QLoRA ZeRO-2, QLoRA ZeRO-3 (4-bit weights in
-  fp32 storage, sharded by ``deepspeed.initialize``). Reported per rank: the private-memory
+  fp32 storage, sharded by ``deepspeed.initialize``); ZeRO-3 with
+  ``deepspeed.stage3_live_parameters=1e8`` (two layers' worth kept gathered, not DeepSpeed's
+  1e9, which is the whole of this model). Reported per rank: the private-memory
   peak of the whole run and of loading alone (``train.memory_usage``), the kernel's RSS
   high-water mark, and the ``--plan`` estimate.
 * ``checkpointing``: the offline Phi-3 (135M) on 1 worker at sequence length 2048, with and
@@ -35,9 +37,9 @@ SHAPE_1B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, 
                 original_max_position_embeddings=4096, tie_word_embeddings=False)
 STRATEGIES = {
     "lora-zero2": ["model.quantization=none", "deepspeed.zero_stage=2"],
-    "lora-zero3": ["model.quantization=none", "deepspeed.zero_stage=3"],
+    "lora-zero3": ["model.quantization=none", "deepspeed.zero_stage=3", "deepspeed.stage3_live_parameters=100000000"],
     "qlora-zero2": ["model.quantization=nf4", "deepspeed.zero_stage=2"],
-    "qlora-zero3": ["model.quantization=nf4", "deepspeed.zero_stage=3"],
+    "qlora-zero3": ["model.quantization=nf4", "deepspeed.zero_stage=3", "deepspeed.stage3_live_parameters=100000000"],
 }
 
 
