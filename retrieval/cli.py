@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--qa", help="company layout: comma-separated QA files relative to the folder "
                                        "(e.g. qa/train.jsonl,qa/test.jsonl; default qa/<split>.jsonl)")
     evaluate.add_argument("--documents", help="company layout: comma-separated folders to ingest (default: all but qa/)")
-    evaluate.add_argument("--modes", default="dense,bm25,hybrid,hybrid+rerank",
-                          help="comma-separated; '<mode>+rerank' reranks that mode's candidates (needs rerank.model)")
+    evaluate.add_argument("--modes", default=None,
+                          help="comma-separated; '<mode>+rerank' reranks that mode's candidates (default: dense, bm25, "
+                               "hybrid, and hybrid+rerank when the config names a rerank.model)")
     evaluate.add_argument("--k", type=int, action="append", help="recall cut-offs (default 1, 5, 10, 100)")
     evaluate.add_argument("--max-queries", type=int, help="evaluate only the first N queries")
     evaluate.add_argument("--skip-ingest", action="store_true", help="the corpus is already in the collection")

@@ -223,7 +223,8 @@ def run_eval_command(retriever: Retriever, args: argparse.Namespace) -> int:
     qa_files = [q.strip() for q in args.qa.split(",")] if args.qa else None
     documents = [d.strip() for d in args.documents.split(",")] if args.documents else None
     dataset = load_dataset(args.dataset, args.split, qa_files, documents)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    default = "dense,bm25,hybrid" + (",hybrid+rerank" if retriever.config.rerank.model else "")
+    modes = [m.strip() for m in (args.modes or default).split(",") if m.strip()]
     if not args.skip_ingest:
         report = retriever.ingest(dataset.ingest_paths, source_root=dataset.source_root, progress=not args.json)
         print(report.summary(), file=sys.stderr if args.json else sys.stdout)
