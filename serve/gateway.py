@@ -24,7 +24,7 @@ from ray.serve.handle import DeploymentHandle
 
 from modeling import Completion, GenerationParams
 from modeling.rag_prompt import Passage, build_rag_messages
-from serve.errors import ApiError, install_error_handling, original_error
+from serve.errors import ApiError, describe_failure, install_error_handling, original_error
 from serve.generator import GenerationRequest
 from serve.schemas import (
     RAG_SUFFIX,
@@ -83,11 +83,16 @@ class Gateway:
 
     @asynccontextmanager
     async def _deadline(self):
-        """Bound retrieval + generation of one request; a request never hangs (504 instead)."""
+        """Bound retrieval + generation of one request; a request never hangs (504 instead).
+
+        Yields a function giving the seconds left, which the Generator receives as the
+        request's own deadline: past it the engine frees the request's row.
+        """
         limit = self.settings.gateway.request_timeout_s
+        ends = time.monotonic() + limit
         try:
             async with asyncio.timeout(limit):
-                yield
+                yield lambda: max(0.001, ends - time.monotonic())
         except TimeoutError:
             raise ApiError(504, f"the request took longer than {limit:g}s; ask for fewer max_tokens or retry") from None
 
@@ -101,10 +106,12 @@ class Gateway:
             )
         return [Source(ref=i, **hit) for i, hit in enumerate(hits, start=1)]
 
-    async def _answer(self, messages: list[dict], adapter: str | None, params: GenerationParams) -> Completion:
+    async def _answer(
+        self, messages: list[dict], adapter: str | None, params: GenerationParams, timeout_s: float
+    ) -> Completion:
         async with original_error():
             return await self.generator.options(multiplexed_model_id=adapter or "").generate.remote(
-                GenerationRequest(messages=messages, adapter=adapter, params=params)
+                GenerationRequest(messages=messages, adapter=adapter, params=params, timeout_s=timeout_s)
             )
 
     @staticmethod
@@ -143,17 +150,19 @@ class Gateway:
             raise ApiError(422, "messages must contain at least one user message")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         sources: list[Source] = []
-        async with self._deadline():
+        async with self._deadline() as time_left:
             if use_rag:
                 query = next(m["content"] for m in reversed(messages) if m["role"] == "user")
                 sources = await self._search(query, body.rag_top_k, None, body.rag_filters)
                 messages = self._rag_messages(messages, sources)
-            request = GenerationRequest(messages=messages, adapter=adapter, params=params)
             if body.stream:
+                request = GenerationRequest(
+                    messages=messages, adapter=adapter, params=params, timeout_s=self.settings.gateway.stream_timeout_s
+                )
                 async with original_error():
                     await self.generator.validate.remote(request)  # 4xx now, not mid-stream
             else:
-                out = await self._answer(messages, adapter, params)
+                out = await self._answer(messages, adapter, params, time_left())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
@@ -203,8 +212,12 @@ class Gateway:
                     else:
                         yield event([{"index": 0, "delta": {"content": item}, "finish_reason": None}])
         except Exception as exc:  # headers are sent: report in-band, then end the stream cleanly
-            error = {"message": f"generation failed: {type(exc).__name__}: {exc}", "type": "server_error", "code": 500}
-            yield f"data: {json.dumps({'error': error})}\n\n"
+            failure = describe_failure(exc)
+            if failure is not None:
+                error = failure.event()
+            else:
+                error = {"error": {"message": f"generation failed: {type(exc).__name__}: {exc}", "type": "server_error", "code": 500}}
+            yield f"data: {json.dumps(error)}\n\n"
             yield "data: [DONE]\n\n"
             return
         extra = {"sources": [s.model_dump() for s in sources]} if sources is not None else {}
@@ -223,12 +236,12 @@ class Gateway:
         params = self._params(body.max_tokens, body.temperature, body.top_p, None, body.seed)
         messages = [{"role": "user", "content": body.question}]
         sources: list[Source] = []
-        async with self._deadline():
+        async with self._deadline() as time_left:
             if use_rag:
                 sources = await self._search(body.question, body.top_k, None, body.filters)
                 messages = build_rag_messages(body.question, [Passage(**s.model_dump()) for s in sources])
             retrieved = time.perf_counter()
-            out = await self._answer(messages, body.adapter, params)
+            out = await self._answer(messages, body.adapter, params, time_left())
         done = time.perf_counter()
         return {
             "answer": out.text,

@@ -55,8 +55,7 @@ def start_app(registry: AdapterRegistry, uri: str, collection: str, api_keys: li
         port=port,
         overrides={
             "generator.adapter_registry": str(registry.root),
-            "generator.max_batch_size": 8,
-            "generator.batch_wait_timeout_s": 0.05,
+            "generator.engine.max_batch_size": 8,
             "retriever.uri": uri,
             "retriever.collection": collection,
             "gateway.api_keys": api_keys,
