@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -98,7 +99,7 @@ def ragged_attention(
 
 def use_ragged_attention(model: PreTrainedModel) -> None:
     """Register the ragged attention (once per process) and switch ``model`` to it."""
-    if ATTENTION_NAME not in AttentionInterface._global_mapping:
+    if ATTENTION_NAME not in ALL_ATTENTION_FUNCTIONS.valid_keys():
         AttentionInterface.register(ATTENTION_NAME, ragged_attention)
         AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)  # masks are only built for the fallback path
     if model.config._attn_implementation != ATTENTION_NAME:

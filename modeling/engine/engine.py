@@ -94,8 +94,8 @@ class GenerationEngine:
         self.device = base.get_input_embeddings().weight.device
         self.num_layers = base.config.num_hidden_layers
         self.token_bytes = kv_bytes_per_token(base)
-        self.kv_budget = self.settings.kv_cache_mb * 2**20
-        self.prefix_cache = PrefixCache(self.settings.prefix_cache_mb * 2**20, self.settings.prefix_block_tokens)
+        self.kv_budget = int(self.settings.kv_cache_mb * 2**20)
+        self.prefix_cache = PrefixCache(int(self.settings.prefix_cache_mb * 2**20), self.settings.prefix_block_tokens)
         self.stats = EngineStats(kv_budget_bytes=self.kv_budget)
         self._lock = threading.Lock()  # guards _inbox, _calls, the refusal check and the adapter wishes
         self._wake = threading.Event()
@@ -399,23 +399,24 @@ class GenerationEngine:
                 sampled.append(seq)
         try:
             logits = self._forward(tokens, positions, adapters, StepLayout(tuple(segments)), logit_rows)
-        except Exception as exc:  # noqa: BLE001 - fail the rows of this step, keep serving
+            for seq, count in plan:
+                seq.kv.length += count
+                if not seq.prefilled:
+                    seq.computed += count
+                    self.stats.prompt_tokens += count
+                    if seq.prefilled:
+                        self.prefix_cache.store(seq.adapter, seq.prompt, seq.kv)
+            for seq, token in zip(sampled, next_tokens(logits, [s.sampler for s in sampled])):
+                self._accept(seq, token)
+        except Exception as exc:  # noqa: BLE001 - fail the rows of this step, keep serving the others
             log.exception("a generation step failed; failing its %d requests", len(plan))
             for seq, _ in plan:
-                self._running.remove(seq)
-                self._release(seq)
-                self.stats.failed += 1
-                seq.sink.fail(exc)
+                if seq in self._running:
+                    self._running.remove(seq)
+                    self._release(seq)
+                    self.stats.failed += 1
+                    seq.sink.fail(exc)
             return
-        for seq, count in plan:
-            seq.kv.length += count
-            if not seq.prefilled:
-                seq.computed += count
-                self.stats.prompt_tokens += count
-                if seq.prefilled:
-                    self.prefix_cache.store(seq.adapter, seq.prompt, seq.kv)
-        for seq, token in zip(sampled, next_tokens(logits, [s.sampler for s in sampled])):
-            self._accept(seq, token)
         self.stats.steps += 1
         self.stats.last_step_rows = len(tokens)
         self.stats.last_step_s = time.perf_counter() - started
@@ -431,6 +432,7 @@ class GenerationEngine:
     ) -> torch.Tensor:
         model = self.host.model
         base = self._base_model()
+        use_ragged_attention(base)  # no-op unless other code switched the model's attention since the last step
         input_ids = torch.tensor(tokens, dtype=torch.long, device=self.device).view(-1, 1)
         position_ids = torch.tensor(positions, dtype=torch.long, device=self.device).view(-1, 1)
         with rows_use_adapters(model, adapters):

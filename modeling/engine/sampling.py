@@ -15,12 +15,17 @@ import torch
 from modeling.generation import GenerationParams
 
 
+# Below this temperature the distribution is the argmax up to float precision (and dividing by
+# a denormal overflows to inf): such rows are decoded greedily.
+GREEDY_BELOW = 1e-4
+
+
 class RowSampler:
     def __init__(self, params: GenerationParams, device: torch.device) -> None:
         self.temperature = params.temperature
         self.top_p = params.top_p
         self.generator: torch.Generator | None = None
-        if self.temperature > 0:
+        if self.temperature >= GREEDY_BELOW:
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
 

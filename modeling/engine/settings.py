@@ -26,10 +26,10 @@ class EngineSettings(StrictModel):
     max_queued_requests: int = Field(
         64, ge=0, le=100_000, description="requests that may wait for a batch row; more are refused (HTTP 429)"
     )
-    kv_cache_mb: int = Field(
-        2048, ge=1, description="memory for the running sequences' KV caches; a request waits until its cache fits"
+    kv_cache_mb: float = Field(
+        2048, gt=0, description="memory for the running sequences' KV caches; a request waits until its cache fits"
     )
-    prefix_cache_mb: int = Field(
+    prefix_cache_mb: float = Field(
         256, ge=0, description="KV of shared prompt prefixes (system prompt, RAG instructions) kept for reuse; 0 = off"
     )
     prefix_block_tokens: int = Field(16, ge=1, le=1024, description="granularity of prefix reuse, in tokens")
