@@ -82,16 +82,18 @@ def ragged_attention(
     layer = module.layer_idx
     rows, heads, _, head_dim = query.shape
     gqa = heads != key.shape[1]
+    queries, keys, values = query[:, :, 0], key[:, :, 0], value[:, :, 0]  # (T, heads, head_dim)
     out = query.new_empty(rows, 1, heads, head_dim)
     for seg in expert_step.segments:
-        k_all, v_all = seg.kv.write(
-            layer, seg.past, key[seg.start : seg.end, :, 0].transpose(0, 1), value[seg.start : seg.end, :, 0].transpose(0, 1)
-        )
+        k_all, v_all = seg.kv.write(layer, seg.past, keys[seg.start : seg.end], values[seg.start : seg.end])
         new = seg.end - seg.start
-        q = query[seg.start : seg.end, :, 0].transpose(0, 1).unsqueeze(0)  # (1, heads, new, head_dim)
-        mask = _causal_mask(new, seg.past, sliding_window, query.device)
         attended = F.scaled_dot_product_attention(
-            q, k_all.unsqueeze(0), v_all.unsqueeze(0), attn_mask=mask, scale=scaling, enable_gqa=gqa
+            queries[seg.start : seg.end].transpose(0, 1).unsqueeze(0),  # (1, heads, new, head_dim)
+            k_all.transpose(0, 1).unsqueeze(0),
+            v_all.transpose(0, 1).unsqueeze(0),
+            attn_mask=_causal_mask(new, seg.past, sliding_window, query.device),
+            scale=scaling,
+            enable_gqa=gqa,
         )
         out[seg.start : seg.end, 0] = attended[0].transpose(0, 1)
     return out, None

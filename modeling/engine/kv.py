@@ -24,7 +24,11 @@ def kv_bytes_per_token(model: PreTrainedModel) -> int:
 
 
 class SequenceKV:
-    """Keys and values of one sequence for every layer: ``(kv_heads, capacity, head_dim)`` each."""
+    """Keys and values of one sequence for every layer: ``(capacity, kv_heads, head_dim)`` each.
+
+    Position-major, the layout the projections produce them in, so writing a step's keys is one
+    contiguous copy; attention reads them through a transposed view.
+    """
 
     def __init__(self, num_layers: int, capacity: int) -> None:
         self.capacity = capacity
@@ -35,22 +39,22 @@ class SequenceKV:
     def write(
         self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store ``keys``/``values`` of shape ``(kv_heads, n, head_dim)`` at ``start``; return all K/V so far."""
-        end = start + keys.shape[1]
+        """Store ``keys``/``values`` of shape ``(n, kv_heads, head_dim)`` at ``start``; return all K/V so far."""
+        end = start + keys.shape[0]
         if end > self.capacity:
             raise RuntimeError(f"KV cache overflow: position {end} > reserved {self.capacity}")  # an engine bug
         if self.keys[layer] is None:
-            shape = (keys.shape[0], self.capacity, keys.shape[2])
+            shape = (self.capacity, *keys.shape[1:])
             self.keys[layer] = keys.new_empty(shape)
             self.values[layer] = values.new_empty(shape)
         k, v = self.keys[layer], self.values[layer]
-        k[:, start:end] = keys
-        v[:, start:end] = values
-        return k[:, :end], v[:, :end]
+        k[start:end] = keys
+        v[start:end] = values
+        return k[:end], v[:end]
 
     def read(self, layer: int, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Copies of positions ``[start, end)`` of one layer (for the prefix cache)."""
-        return self.keys[layer][:, start:end].clone(), self.values[layer][:, start:end].clone()
+        return self.keys[layer][start:end].clone(), self.values[layer][start:end].clone()
 
     def release(self) -> None:
         self.keys = [None] * len(self.keys)

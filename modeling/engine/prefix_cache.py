@@ -24,7 +24,7 @@ Key = tuple[str | None, tuple[int, ...]]
 
 @dataclass
 class _Block:
-    keys: list[torch.Tensor]  # per layer: (kv_heads, block_tokens, head_dim)
+    keys: list[torch.Tensor]  # per layer: (block_tokens, kv_heads, head_dim)
     values: list[torch.Tensor]
     nbytes: int
 
