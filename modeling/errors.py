@@ -56,3 +56,38 @@ class PromptTooLongError(ModelLayerError):
 
     def __reduce__(self):
         return (type(self), (self.prompt_tokens, self.max_new_tokens, self.context))
+
+
+class EngineOverloadedError(ModelLayerError):
+    """The generation engine's waiting queue is full: the caller should retry later (HTTP 429)."""
+
+    def __init__(self, queued: int, limit: int, retry_after_s: float) -> None:
+        super().__init__(
+            f"the generator is overloaded ({queued} requests already wait, the limit is {limit}); "
+            f"retry in about {retry_after_s:.0f}s, or add Generator replicas"
+        )
+        self.queued = queued
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return (type(self), (self.queued, self.limit, self.retry_after_s))
+
+
+class GenerationTimeoutError(ModelLayerError):
+    """A request ran past its deadline; its batch row was freed (HTTP 504)."""
+
+    def __init__(self, timeout_s: float, completion_tokens: int) -> None:
+        super().__init__(
+            f"generation took longer than {timeout_s:g}s and was stopped after {completion_tokens} tokens; "
+            "ask for fewer max_tokens or retry"
+        )
+        self.timeout_s = timeout_s
+        self.completion_tokens = completion_tokens
+
+    def __reduce__(self):
+        return (type(self), (self.timeout_s, self.completion_tokens))
+
+
+class EngineStoppedError(ModelLayerError):
+    """The generation engine is not running (it was stopped, or its loop failed); HTTP 503."""

@@ -87,7 +87,7 @@ class PipelineSettings(StrictModel):
     )
     serve_overrides: dict[str, Any] = Field(
         default_factory=dict, description="serve/config.yaml `args` to override, by dotted key "
-        "(e.g. generator.batch_wait_timeout_s); the pipeline's own collection, Milvus URI and registry always apply",
+        "(e.g. generator.engine.max_batch_size); the pipeline's own collection, Milvus URI and registry always apply",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0 = any free port")

@@ -131,8 +131,13 @@ def _condition(item: Filter) -> str:
         values = item.value if isinstance(item.value, (list, tuple)) else [item.value]
         if not values:
             raise FilterError(f"filter '{item.field} {item.op}' needs at least one value")
-        literals = ", ".join(_scalar_literal(_typed(item.field, v), item.field) for v in values)
-        return f"{target} {item.op} [{literals}]"
+        literals = [_scalar_literal(_typed(item.field, v), item.field) for v in values]
+        if item.field.startswith(META_PREFIX):
+            # Milvus refuses `in` on a JSON path ("left side of 'in' must be a field reference"):
+            # spell it as the equivalent chain of comparisons.
+            compare, join = ("==", " or ") if item.op == "in" else ("!=", " and ")
+            return "(" + join.join(f"{target} {compare} {literal}" for literal in literals) + ")"
+        return f"{target} {item.op} [{', '.join(literals)}]"
     if item.op not in ("==", "!=") and item.field in STRING_FIELDS:
         raise FilterError(f"operator '{item.op}' needs a numeric field; '{item.field}' is text (use == or in)")
     return f"{target} {item.op} {_scalar_literal(_typed(item.field, item.value), item.field)}"

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from ray.exceptions import RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +26,8 @@ from modeling import (
     PromptTooLongError,
     UnsafeAdapterFormatError,
 )
+from modeling.engine import RequestTooLargeError
+from modeling.errors import EngineOverloadedError, EngineStoppedError, GenerationTimeoutError
 from retrieval.errors import CollectionNotFoundError, RetrievalError, StoreError
 from serve.settings import GatewaySettings
 
@@ -58,9 +62,75 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_body(status: int, message: str, kind: str) -> JSONResponse:
+def error_body(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """OpenAI-style error object, so OpenAI clients raise their usual typed errors."""
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+    return JSONResponse(
+        status_code=status, content={"error": {"message": message, "type": kind, "code": status}}, headers=headers
+    )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How one exception is answered: status, message, OpenAI error type, extra headers."""
+
+    status: int
+    message: str
+    kind: str
+    headers: dict[str, str] | None = None
+
+    def response(self) -> JSONResponse:
+        return error_body(self.status, self.message, self.kind, self.headers)
+
+    def event(self) -> dict:
+        """The same error as the in-band SSE event of a stream whose headers were already sent."""
+        return {"error": {"message": self.message, "type": self.kind, "code": self.status}}
+
+
+def _replica_lost(exc: Exception) -> str:
+    return (
+        "the replica handling this request stopped before it answered; it is being replaced. "
+        f"Retry the request ({type(exc).__name__})"
+    )
+
+
+# Exception class -> (status, OpenAI error type, message from the exception). The most specific
+# class in an exception's MRO wins, so e.g. CollectionNotFoundError (a StoreError) is a 404.
+_FAILURES: dict[type, tuple[int, str, Callable[[Exception], str]]] = {
+    AdapterNotFoundError: (
+        404, "not_found_error",
+        lambda e: f"adapter {e.name!r} not found; known adapters: {', '.join(e.known) or '(none)'}",
+    ),
+    InvalidAdapterNameError: (400, "invalid_request_error", str),
+    PromptTooLongError: (400, "context_length_exceeded", str),
+    RequestTooLargeError: (400, "context_length_exceeded", str),
+    CollectionNotFoundError: (404, "not_found_error", str),
+    StoreError: (503, "service_unavailable", lambda e: f"knowledge store unavailable: {e}"),
+    RetrievalError: (422, "invalid_request_error", str),
+    UnsafeAdapterFormatError: (409, "adapter_format_error", str),
+    AdapterLoadError: (409, "adapter_format_error", str),
+    EngineOverloadedError: (429, "rate_limit_error", str),
+    GenerationTimeoutError: (504, "timeout_error", str),
+    EngineStoppedError: (503, "service_unavailable", str),
+    BackPressureError: (503, "service_unavailable", lambda e: f"the server is at capacity, retry later ({e})"),
+    DeploymentUnavailableError: (503, "service_unavailable", lambda e: f"a deployment is unavailable, retry later ({e})"),
+    ActorDiedError: (503, "service_unavailable", _replica_lost),
+    ActorUnavailableError: (503, "service_unavailable", _replica_lost),
+    RayActorError: (503, "service_unavailable", _replica_lost),
+}
+
+
+def describe_failure(exc: BaseException) -> Failure | None:
+    """The answer for a known exception (None: an unexpected error, a 500)."""
+    for cls in type(exc).__mro__:
+        if cls in _FAILURES:
+            status, kind, message = _FAILURES[cls]
+            headers = None
+            if isinstance(exc, EngineOverloadedError):
+                headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+            elif status == 503:
+                headers = {"Retry-After": "1"}
+            return Failure(status, message(exc), kind, headers)
+    return None
 
 
 class LimitsAndAuth:
@@ -139,37 +209,13 @@ def install_error_handling(app: FastAPI, settings: GatewaySettings) -> None:
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in errors)
         return error_body(422, detail or "invalid request", "invalid_request_error")
 
-    @app.exception_handler(AdapterNotFoundError)
-    async def _no_adapter(_: Request, exc: AdapterNotFoundError) -> JSONResponse:
-        return error_body(404, f"adapter {exc.name!r} not found; known adapters: {', '.join(exc.known) or '(none)'}", "not_found_error")
+    async def _known(_: Request, exc: Exception) -> JSONResponse:
+        failure = describe_failure(exc)
+        assert failure is not None  # registered only for classes in _FAILURES
+        return failure.response()
 
-    @app.exception_handler(InvalidAdapterNameError)
-    async def _bad_adapter_name(_: Request, exc: InvalidAdapterNameError) -> JSONResponse:
-        return error_body(400, str(exc), "invalid_request_error")
-
-    @app.exception_handler(PromptTooLongError)
-    async def _too_long(_: Request, exc: PromptTooLongError) -> JSONResponse:
-        return error_body(400, str(exc), "context_length_exceeded")
-
-    @app.exception_handler(CollectionNotFoundError)
-    async def _no_collection(_: Request, exc: CollectionNotFoundError) -> JSONResponse:
-        return error_body(404, str(exc), "not_found_error")
-
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        return error_body(503, f"knowledge store unavailable: {exc}", "service_unavailable")
-
-    @app.exception_handler(RetrievalError)
-    async def _retrieval(_: Request, exc: RetrievalError) -> JSONResponse:
-        return error_body(422, str(exc), "invalid_request_error")
-
-    @app.exception_handler(UnsafeAdapterFormatError)
-    async def _unsafe(_: Request, exc: UnsafeAdapterFormatError) -> JSONResponse:
-        return error_body(409, str(exc), "adapter_format_error")
-
-    @app.exception_handler(AdapterLoadError)
-    async def _incompatible(_: Request, exc: AdapterLoadError) -> JSONResponse:
-        return error_body(409, str(exc), "adapter_format_error")
+    for cls in _FAILURES:
+        app.add_exception_handler(cls, _known)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
@@ -178,7 +224,7 @@ def install_error_handling(app: FastAPI, settings: GatewaySettings) -> None:
             405: f"{request.method} is not allowed on {request.url.path}; see /docs for the API",
         }.get(exc.status_code, str(exc.detail))
         kind = "request_too_large" if exc.status_code == 413 else "invalid_request_error"
-        return error_body(exc.status_code, message, kind)
+        return error_body(exc.status_code, message, kind, getattr(exc, "headers", None))  # keeps 405's Allow
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -24,13 +24,18 @@ from ray.serve.handle import DeploymentHandle
 
 from modeling import Completion, GenerationParams
 from modeling.rag_prompt import Passage, build_rag_messages
-from serve.errors import ApiError, install_error_handling, original_error
+from serve.errors import ApiError, describe_failure, install_error_handling, original_error
 from serve.generator import GenerationRequest
+from serve.openapi import CHAT_STATUSES, SEARCH_STATUSES, SSE_EVENT, error_responses, install_truthful_openapi
 from serve.schemas import (
     RAG_SUFFIX,
+    AdapterAskRequest,
     AskRequest,
     AskResponse,
     ChatCompletionRequest,
+    ChatCompletionResponse,
+    Health,
+    ModelList,
     SearchRequest,
     SearchResponse,
     Source,
@@ -61,13 +66,18 @@ class Gateway:
         self.generator = generator
         self.settings = AppSettings.model_validate(settings)
         install_error_handling(app, self.settings.gateway)
+        install_truthful_openapi(app, self.settings)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _params(self, max_tokens: int | None, temperature: float, top_p: float, stop, seed) -> GenerationParams:
+    def _params(
+        self, max_tokens: tuple[int | None, ...], temperature: float, top_p: float, stop, seed
+    ) -> GenerationParams:
+        """Generation parameters; ``max_tokens`` lists the token limits a request gave (the first wins)."""
         limits = self.settings.generator
-        wanted = max_tokens or limits.default_max_tokens
-        if wanted > limits.max_tokens_limit:
-            raise ApiError(422, f"max_tokens={wanted} is above this server's limit of {limits.max_tokens_limit}")
+        for given in max_tokens:
+            if given is not None and given > limits.max_tokens_limit:
+                raise ApiError(422, f"max_tokens={given} is above this server's limit of {limits.max_tokens_limit}")
+        wanted = next((t for t in max_tokens if t is not None), limits.default_max_tokens)
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         try:
             return GenerationParams(max_new_tokens=wanted, temperature=temperature, top_p=top_p, stop=stops, seed=seed)
@@ -83,11 +93,16 @@ class Gateway:
 
     @asynccontextmanager
     async def _deadline(self):
-        """Bound retrieval + generation of one request; a request never hangs (504 instead)."""
+        """Bound retrieval + generation of one request; a request never hangs (504 instead).
+
+        Yields a function giving the seconds left, which the Generator receives as the
+        request's own deadline: past it the engine frees the request's row.
+        """
         limit = self.settings.gateway.request_timeout_s
+        ends = time.monotonic() + limit
         try:
             async with asyncio.timeout(limit):
-                yield
+                yield lambda: max(0.001, ends - time.monotonic())
         except TimeoutError:
             raise ApiError(504, f"the request took longer than {limit:g}s; ask for fewer max_tokens or retry") from None
 
@@ -101,10 +116,12 @@ class Gateway:
             )
         return [Source(ref=i, **hit) for i, hit in enumerate(hits, start=1)]
 
-    async def _answer(self, messages: list[dict], adapter: str | None, params: GenerationParams) -> Completion:
+    async def _answer(
+        self, messages: list[dict], adapter: str | None, params: GenerationParams, timeout_s: float
+    ) -> Completion:
         async with original_error():
             return await self.generator.options(multiplexed_model_id=adapter or "").generate.remote(
-                GenerationRequest(messages=messages, adapter=adapter, params=params)
+                GenerationRequest(messages=messages, adapter=adapter, params=params, timeout_s=timeout_s)
             )
 
     @staticmethod
@@ -118,12 +135,14 @@ class Gateway:
         return [m for m in rag if m["role"] == "system"] + history + [m for m in rag if m["role"] == "user"]
 
     # -- routes ----------------------------------------------------------------------------
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health)
     async def healthz(self) -> dict:
+        """Liveness of the HTTP ingress (no API key needed)."""
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList, responses=error_responses(401, 503))
     async def models(self) -> dict:
+        """The base model, every registered adapter, and each with ``+rag``."""
         created = int(time.time())
         async with original_error():
             adapters = await self.generator.adapters.remote()
@@ -132,28 +151,45 @@ class Gateway:
         data += [{"id": i + RAG_SUFFIX, "object": "model", "created": created, "owned_by": "phi3-expert"} for i in ids]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions")
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        responses={
+            200: {
+                "model": ChatCompletionResponse,
+                "description": "the completion, or with `stream: true` OpenAI's server-sent events",
+                "content": {"text/event-stream": {"schema": SSE_EVENT}},
+            },
+            **error_responses(*CHAT_STATUSES),
+        },
+    )
     async def chat_completions(self, body: ChatCompletionRequest):
+        """OpenAI-compatible chat completion over the base model or an adapter, with retrieval on request."""
         model = body.model
         use_rag = body.rag or model.endswith(RAG_SUFFIX)
         adapter = self._adapter_for(model.removesuffix(RAG_SUFFIX))
-        params = self._params(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
+        params = self._params(
+            (body.max_completion_tokens, body.max_tokens), body.temperature, body.top_p, body.stop, body.seed
+        )
         messages = [m.plain() for m in body.messages]
         if not any(m["role"] == "user" for m in messages):
             raise ApiError(422, "messages must contain at least one user message")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         sources: list[Source] = []
-        async with self._deadline():
+        async with self._deadline() as time_left:
             if use_rag:
                 query = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-                sources = await self._search(query, body.rag_top_k, None, body.rag_filters)
+                if query.strip():  # nothing to search for: the model answers without passages
+                    sources = await self._search(query, body.rag_top_k, None, body.rag_filters)
                 messages = self._rag_messages(messages, sources)
-            request = GenerationRequest(messages=messages, adapter=adapter, params=params)
             if body.stream:
+                request = GenerationRequest(
+                    messages=messages, adapter=adapter, params=params, timeout_s=self.settings.gateway.stream_timeout_s
+                )
                 async with original_error():
                     await self.generator.validate.remote(request)  # 4xx now, not mid-stream
             else:
-                out = await self._answer(messages, adapter, params)
+                out = await self._answer(messages, adapter, params, time_left())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
@@ -203,8 +239,12 @@ class Gateway:
                     else:
                         yield event([{"index": 0, "delta": {"content": item}, "finish_reason": None}])
         except Exception as exc:  # headers are sent: report in-band, then end the stream cleanly
-            error = {"message": f"generation failed: {type(exc).__name__}: {exc}", "type": "server_error", "code": 500}
-            yield f"data: {json.dumps({'error': error})}\n\n"
+            failure = describe_failure(exc)
+            if failure is not None:
+                error = failure.event()
+            else:
+                error = {"error": {"message": f"generation failed: {type(exc).__name__}: {exc}", "type": "server_error", "code": 500}}
+            yield f"data: {json.dumps(error)}\n\n"
             yield "data: [DONE]\n\n"
             return
         extra = {"sources": [s.model_dump() for s in sources]} if sources is not None else {}
@@ -214,26 +254,23 @@ class Gateway:
             yield event([], usage=_usage(final))
         yield "data: [DONE]\n\n"
 
-    async def _ask(self, body: AskRequest, *, use_rag: bool, needs_adapter: bool) -> dict:
-        if needs_adapter and not body.adapter:
-            raise ApiError(422, "this route needs 'adapter': the registry name of a fine-tuned adapter (GET /v1/models)")
-        if body.adapter and not needs_adapter:
-            raise ApiError(422, "/rag answers with the base model; use /hybrid for an adapter with retrieval")
+    async def _ask(self, body: AskRequest | AdapterAskRequest, *, use_rag: bool) -> dict:
+        adapter = getattr(body, "adapter", None)
         started = time.perf_counter()
-        params = self._params(body.max_tokens, body.temperature, body.top_p, None, body.seed)
+        params = self._params((body.max_tokens,), body.temperature, body.top_p, None, body.seed)
         messages = [{"role": "user", "content": body.question}]
         sources: list[Source] = []
-        async with self._deadline():
+        async with self._deadline() as time_left:
             if use_rag:
                 sources = await self._search(body.question, body.top_k, None, body.filters)
                 messages = build_rag_messages(body.question, [Passage(**s.model_dump()) for s in sources])
             retrieved = time.perf_counter()
-            out = await self._answer(messages, body.adapter, params)
+            out = await self._answer(messages, adapter, params, time_left())
         done = time.perf_counter()
         return {
             "answer": out.text,
-            "model": body.adapter or BASE_MODEL_ALIAS,
-            "adapter": body.adapter,
+            "model": adapter or BASE_MODEL_ALIAS,
+            "adapter": adapter,
             "sources": [s.model_dump() for s in sources],
             "finish_reason": out.finish_reason,
             "usage": _usage(out),
@@ -244,22 +281,22 @@ class Gateway:
             },
         }
 
-    @app.post("/rag", response_model=AskResponse)
+    @app.post("/rag", response_model=AskResponse, responses=error_responses(*CHAT_STATUSES))
     async def rag(self, body: AskRequest) -> dict:
-        """Retrieve, then answer with the base model from the retrieved chunks."""
-        return await self._ask(body, use_rag=True, needs_adapter=False)
+        """Retrieve, then answer with the base model from the retrieved chunks (for an adapter: /hybrid)."""
+        return await self._ask(body, use_rag=True)
 
-    @app.post("/finetuned", response_model=AskResponse)
-    async def finetuned(self, body: AskRequest) -> dict:
+    @app.post("/finetuned", response_model=AskResponse, responses=error_responses(*CHAT_STATUSES))
+    async def finetuned(self, body: AdapterAskRequest) -> dict:
         """Answer with a fine-tuned adapter, no retrieval."""
-        return await self._ask(body, use_rag=False, needs_adapter=True)
+        return await self._ask(body, use_rag=False)
 
-    @app.post("/hybrid", response_model=AskResponse)
-    async def hybrid(self, body: AskRequest) -> dict:
+    @app.post("/hybrid", response_model=AskResponse, responses=error_responses(*CHAT_STATUSES))
+    async def hybrid(self, body: AdapterAskRequest) -> dict:
         """Retrieve, then answer with a fine-tuned adapter from the retrieved chunks."""
-        return await self._ask(body, use_rag=True, needs_adapter=True)
+        return await self._ask(body, use_rag=True)
 
-    @app.post("/search", response_model=SearchResponse)
+    @app.post("/search", response_model=SearchResponse, responses=error_responses(*SEARCH_STATUSES))
     async def search(self, body: SearchRequest) -> dict:
         """Retrieval only: the ranked chunks with their metadata."""
         started = time.perf_counter()

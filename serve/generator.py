@@ -1,26 +1,27 @@
 """The ``Generator`` deployment: one base model per replica, any registered adapter per request.
 
+* Generation runs in the model layer's continuous-batching engine
+  (``modeling.engine.GenerationEngine``): requests join the running batch at the next
+  decoding step and leave when they finish; rows of one forward pass may use different
+  adapters, sampling settings and lengths; streams are rows like any other. Nothing here
+  holds a lock or a thread across a generation.
 * Adapters are multiplexed with Ray Serve (``serve.multiplexed``): a replica keeps an LRU of
-  loaded adapters and the router prefers replicas that already hold a request's adapter.
-* Concurrent requests are batched (``serve.batch``): Serve splits a batch by adapter
-  (multiplexed model id) and we split it further by generation parameters, then run one
-  left-padded ``generate`` per group, so several requests share each forward pass.
-* Streaming requests (``generate_stream``) run one at a time, outside the batches.
-* The model is not thread-safe (the active adapter is shared state), so every use of it
-  holds one lock; the event loop stays free while a batch runs in a worker thread.
+  ``max_adapters_per_replica`` adapters and the router prefers replicas that already hold a
+  request's adapter. An adapter the LRU evicts is unloaded once no running request uses it.
+* A full queue is refused (``EngineOverloadedError``, HTTP 429 with Retry-After); a request
+  past its deadline frees its row (HTTP 504); the replica reports its queue depth to Serve's
+  autoscaler (``record_autoscaling_stats``) and fails its health check when the engine stalls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import torch
 from ray import serve
-from transformers import TextIteratorStreamer
 
 from modeling import (
     AdapterHost,
@@ -30,10 +31,10 @@ from modeling import (
     GenerationParams,
     ModelLayerError,
     encode_chat,
-    generate_from_ids,
     load_base_model,
     load_tokenizer,
 )
+from modeling.engine import GenerationEngine
 from modeling.generation import check_fits, context_window
 from serve.errors import AdapterLoadError
 from serve.settings import GeneratorSettings
@@ -44,6 +45,7 @@ class GenerationRequest:
     messages: list[dict]
     adapter: str | None
     params: GenerationParams
+    timeout_s: float | None = None  # the time left of the request's deadline; past it the row is freed
 
 
 class _LoadedAdapter:
@@ -57,40 +59,8 @@ class _LoadedAdapter:
     def __del__(self) -> None:
         if not self._released:
             self._released = True
-            with self._generator.lock:
-                self._generator.host.unload(self.name)
-                self._generator.adapter_stats["unloads"] += 1
-
-
-class StopTrimmer:
-    """Cut a text stream at the first stop string, as the non-streaming path cuts the full text.
-
-    A stop string can arrive split over pieces, so the last ``len(longest stop) - 1``
-    characters are held back until it is clear they do not start one.
-    """
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = [s for s in stops if s]
-        self.hold = max((len(s) for s in self.stops), default=1) - 1
-        self.buffer = ""
-        self.stopped = False
-
-    def feed(self, piece: str) -> str:
-        if self.stopped:
-            return ""
-        self.buffer += piece
-        cut = min((i for i in (self.buffer.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped = True
-            out, self.buffer = self.buffer[:cut], ""
-            return out
-        keep = len(self.buffer) - self.hold if self.hold else len(self.buffer)
-        out, self.buffer = self.buffer[:keep], self.buffer[keep:]
-        return out
-
-    def flush(self) -> str:
-        out, self.buffer = ("" if self.stopped else self.buffer), ""
-        return out
+            self._generator.engine.release_adapter(self.name)
+            self._generator.adapter_stats["unloads"] += 1
 
 
 @serve.deployment(name="Generator")
@@ -104,33 +74,26 @@ class Generator:
         self.tokenizer = load_tokenizer(model_settings)
         self.registry = AdapterRegistry(self.settings.adapter_registry)
         self.host = AdapterHost(load_base_model(model_settings).eval(), self.registry)
-        self.lock = threading.Lock()
+        self.engine = GenerationEngine(self.host, self.tokenizer, self.settings.engine)
         self.adapter_stats = {"loads": 0, "unloads": 0, "load_seconds": 0.0}  # reported by info()
 
         async def load_adapter(name: str) -> _LoadedAdapter:
-            await asyncio.to_thread(self._load_locked, name)
-            return _LoadedAdapter(name, self)
-
-        self._adapters = serve.multiplexed(max_num_models_per_replica=self.settings.max_adapters_per_replica)(
-            load_adapter
-        )
-        self._batched = serve.batch(
-            max_batch_size=self.settings.max_batch_size, batch_wait_timeout_s=self.settings.batch_wait_timeout_s
-        )(self._generate_batch)
-
-    def _load_locked(self, name: str) -> None:
-        with self.lock:
             started = time.perf_counter()
             try:
-                self.host.load(name)
-                self.adapter_stats["loads"] += 1
-                self.adapter_stats["load_seconds"] += time.perf_counter() - started
+                await asyncio.wrap_future(self.engine.want_adapter(name))
             except AdapterMismatchError as exc:  # found before the model was touched
                 self._incompatible(name, exc)
             except ModelLayerError:
                 raise
             except Exception as exc:  # anything else peft refuses
                 self._incompatible(name, exc)
+            self.adapter_stats["loads"] += 1
+            self.adapter_stats["load_seconds"] += time.perf_counter() - started
+            return _LoadedAdapter(name, self)
+
+        self._adapters = serve.multiplexed(max_num_models_per_replica=self.settings.max_adapters_per_replica)(
+            load_adapter
+        )
 
     def _incompatible(self, name: str, exc: Exception) -> None:
         trained_for = self.registry.metadata(name).get("base_model", "an unrecorded base model")
@@ -150,6 +113,7 @@ class Generator:
             "device": str(next(self.host.model.parameters()).device),
             "torch_threads": torch.get_num_threads(),
             "adapter_stats": dict(self.adapter_stats),
+            "engine": self.engine.snapshot(),
         }
 
     def adapters(self) -> list[str]:
@@ -163,37 +127,36 @@ class Generator:
         prompt = self._prepare(request)
         if request.adapter:
             await self._adapters(request.adapter)  # LRU bookkeeping; raises if unknown
-        return await self._batched((request.adapter, prompt, request.params))
+        return await self.engine.generate(prompt, request.params, request.adapter, request.timeout_s)
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[str | Completion]:
-        """Yield text pieces as they are generated, then the final ``Completion`` (one request, not batched)."""
+        """Text pieces as they are decoded, then the final ``Completion`` (a row of the running batch)."""
         prompt = self._prepare(request)
         if request.adapter:
             await self._adapters(request.adapter)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        async for item in self.engine.stream(prompt, request.params, request.adapter, request.timeout_s):
+            yield item
 
-        def run() -> Completion:
-            try:
-                with self.lock, self.host.using(request.adapter) as model:
-                    (out,) = generate_from_ids(model, self.tokenizer, [prompt], request.params, streamer=streamer)
-                return out
-            finally:
-                streamer.end()  # an error must end the stream too, or the reader below waits forever
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Custom metrics Serve's autoscaler receives from every replica (queue depth first)."""
+        stats = self.engine.snapshot()
+        return {
+            "queue_depth": float(stats["waiting"]),
+            "running": float(stats["running"]),
+            "kv_utilization": stats["kv_used_bytes"] / max(1, stats["kv_budget_bytes"]),
+        }
 
-        worker = asyncio.ensure_future(asyncio.to_thread(run))
-        trimmer = StopTrimmer(request.params.stop)
-        pieces = iter(streamer)
-        while True:
-            piece = await asyncio.to_thread(next, pieces, None)
-            if piece is None:
-                break
-            text = trimmer.feed(piece)
-            if text:
-                yield text
-        tail = trimmer.flush()
-        if tail:
-            yield tail
-        yield await worker  # the Completion (finish reason, token counts); re-raises a generation error
+    def check_health(self) -> None:
+        """Serve calls this periodically; a replica whose engine died or stalls is replaced."""
+        if not self.engine.healthy(self.settings.stall_timeout_s):
+            raise RuntimeError(
+                f"the generation engine is not making progress (no step finished in {self.settings.stall_timeout_s:g}s "
+                "while requests wait, or its loop died); Serve will replace this replica"
+            )
+
+    def __del__(self) -> None:
+        if hasattr(self, "engine"):
+            self.engine.stop()
 
     # -- internals -----------------------------------------------------------------------
     def _prepare(self, request: GenerationRequest) -> list[int]:
@@ -202,20 +165,3 @@ class Generator:
         prompt = encode_chat(self.tokenizer, request.messages)
         check_fits(self.host.model, len(prompt), request.params.max_new_tokens)
         return prompt
-
-    async def _generate_batch(self, items: list[tuple[str | None, list[int], GenerationParams]]) -> list[Completion]:
-        return await asyncio.to_thread(self._generate_groups, items)
-
-    def _generate_groups(self, items: list[tuple[str | None, list[int], GenerationParams]]) -> list[Completion]:
-        """Group a batch by (adapter, params) and run one generate() per group."""
-        results: list[Completion | None] = [None] * len(items)
-        groups: dict[tuple, list[int]] = {}
-        for i, (adapter, _, params) in enumerate(items):
-            groups.setdefault((adapter, params), []).append(i)
-        with self.lock:
-            for (adapter, params), indices in groups.items():
-                with self.host.using(adapter) as model:
-                    outs = generate_from_ids(model, self.tokenizer, [items[i][1] for i in indices], params)
-                for i, out in zip(indices, outs):
-                    results[i] = out
-        return results  # type: ignore[return-value]

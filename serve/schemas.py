@@ -2,24 +2,113 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from modeling.adapters import ADAPTER_NAME_PATTERN
+from retrieval.filters import INT_FIELDS, STRING_FIELDS
 
 RAG_SUFFIX = "+rag"
+ADAPTER_NAME_SCHEMA = {"pattern": "^(?!.*\\.\\.)" + ADAPTER_NAME_PATTERN.pattern[1:]}  # what check_adapter_name accepts
+
+def _whole_number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-class Filter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    field: str
-    op: str = "=="
-    value: Any
+# JSON Schema's "integer" is any number without a fraction (30.0 included), never a string or boolean.
+# (Bounds go before the validator, or pydantic cannot write them into the JSON schema.)
+_WHOLE = BeforeValidator(_whole_number)
+Integer = Annotated[int, _WHOLE]
+FilterWhole = Annotated[int, Field(ge=-(2**53), le=2**53), _WHOLE]  # Milvus int64 fields; exact as floats too
+TokenCount = Annotated[int, Field(ge=1), _WHOLE]  # the upper bound is the server's max_tokens_limit (serve/openapi.py)
+TopK = Annotated[int, Field(ge=1, le=50), _WHOLE]
+Seed = Annotated[int, Field(ge=-(2**53), le=2**53, description="same seed, same sampled answer"), _WHOLE]
+
+# Filter values as retrieval.filters accepts them; the spec says exactly which combinations work.
+FilterText = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$", max_length=1000)]  # no control characters
+FilterNumber = Annotated[float, Field(allow_inf_nan=False)]
+TextField = Literal[STRING_FIELDS]  # type: ignore[valid-type]
+WholeField = Literal[INT_FIELDS]  # type: ignore[valid-type]
+MetaField = Annotated[str, Field(pattern=r"^meta\.[^\x00-\x1f]{1,200}$", description="meta.<column> of structured rows")]
+Equality = Literal["==", "!="]
+Order = Literal["<", "<=", ">", ">="]
+Membership = Literal["in", "not in"]
+
+
+# Request bodies are validated strictly: a JSON type the spec does not allow ("5" or 5.0 for an
+# integer, 1 for a boolean) is a 422, never silently converted.
+class _FilterBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TextFilter(_FilterBase):
+    """``source == "manuals/hx220.md"``: text fields compare for equality."""
+
+    field: TextField
+    op: Equality = "=="
+    value: FilterText | FilterWhole | FilterNumber
+
+
+class TextInFilter(_FilterBase):
+    field: TextField
+    op: Membership
+    value: list[FilterText | FilterWhole | FilterNumber] = Field(min_length=1, max_length=100)
+
+
+class NumberFilter(_FilterBase):
+    """``page >= 3``: whole-number fields compare any way."""
+
+    field: WholeField
+    op: Equality | Order = "=="
+    value: FilterWhole
+
+
+class NumberInFilter(_FilterBase):
+    field: WholeField
+    op: Membership
+    value: list[FilterWhole] = Field(min_length=1, max_length=100)
+
+
+class MetaFilter(_FilterBase):
+    """``meta.region == "EMEA"``, ``meta.price < 50``: JSON columns of structured rows."""
+
+    field: MetaField
+    op: Equality = "=="
+    value: FilterText | FilterWhole | FilterNumber | bool
+
+
+class MetaOrderFilter(_FilterBase):
+    field: MetaField
+    op: Order
+    value: FilterWhole | FilterNumber
+
+
+class MetaInFilter(_FilterBase):
+    field: MetaField
+    op: Membership
+    value: list[FilterText | FilterWhole | FilterNumber | bool] = Field(min_length=1, max_length=100)
+
+
+Filter = Union[TextFilter, TextInFilter, NumberFilter, NumberInFilter, MetaFilter, MetaOrderFilter, MetaInFilter]
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="what went wrong and what to change")
+    type: str
+    code: int = Field(description="the HTTP status")
+
+
+class ErrorResponse(BaseModel):
+    """Every error, OpenAI-shaped (OpenAI clients raise their typed errors from it)."""
+
+    error: ErrorDetail
 
 
 class TextPart(BaseModel):
     """One part of a multi-part message; only text parts exist for a text-only model."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["text"]
     text: str
 
@@ -27,7 +116,7 @@ class TextPart(BaseModel):
 class ApiMessage(BaseModel):
     """A chat message as OpenAI clients send it (``content`` a string or a list of text parts)."""
 
-    model_config = ConfigDict(extra="ignore")  # e.g. "name"
+    model_config = ConfigDict(extra="ignore", strict=True)  # e.g. "name"
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
 
@@ -38,52 +127,68 @@ class ApiMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    """The OpenAI body we honour; unknown OpenAI fields (``n``, ``logprobs`` ...) are ignored.
+    """The OpenAI body we honour; unknown OpenAI fields (``logprobs`` ...) are ignored.
 
     Retrieval is chosen per request with ``rag: true`` (``extra_body={"rag": True}`` in the
     OpenAI client) or a model name ending in ``+rag`` (``base+rag``, ``my-adapter+rag``).
     """
 
-    model_config = ConfigDict(extra="ignore")
-    model: str = "base"
-    messages: list[ApiMessage] = Field(min_length=1, max_length=256)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: str = Field(
+        "base", description="'base' (or the base model's id), a registered adapter, either with '+rag' appended"
+    )
+    messages: list[ApiMessage] = Field(
+        min_length=1,
+        max_length=256,
+        json_schema_extra={"contains": {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}},
+        description="at least one of them from the user (its last one is the search query with retrieval)",
+    )
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="one choice per request")
+    stop: str | Annotated[list[str], Field(max_length=8)] | None = Field(None, description="up to 8 strings")
+    seed: Seed | None = None
+    n: Annotated[int, Field(ge=1, le=1), _WHOLE] = Field(1, description="one choice per request")
     stream: bool = False
     stream_options: StreamOptions | None = None
     rag: bool = False
-    rag_top_k: int | None = Field(None, ge=1, le=50)
+    rag_top_k: TopK | None = None
     rag_filters: list[Filter] = Field(default_factory=list, max_length=16)
 
 
-class AskRequest(BaseModel):
-    """Body of ``/rag``, ``/finetuned`` and ``/hybrid`` (``adapter`` only on the last two)."""
-
-    model_config = ConfigDict(extra="forbid")
-    question: str = Field(min_length=1, max_length=20_000)
-    adapter: str | None = None
-    top_k: int | None = Field(None, ge=1, le=50)
+class _AskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    question: str = Field(min_length=1, max_length=20_000, pattern=r"\S", description="not only whitespace")
+    top_k: TopK | None = None
     filters: list[Filter] = Field(default_factory=list, max_length=16)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: TokenCount | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: Seed | None = None
+
+
+class AskRequest(_AskBody):
+    """Body of ``/rag``: the base model answers from retrieved chunks (``/hybrid`` takes an adapter)."""
+
+
+class AdapterAskRequest(_AskBody):
+    """Body of ``/finetuned`` and ``/hybrid``: the question plus the adapter that answers."""
+
+    adapter: str = Field(
+        description="registry name of a fine-tuned adapter (GET /v1/models)", json_schema_extra=ADAPTER_NAME_SCHEMA
+    )
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=20_000)
-    top_k: int | None = Field(None, ge=1, le=50)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    query: str = Field(min_length=1, max_length=20_000, pattern=r"\S", description="not only whitespace")
+    top_k: TopK | None = None
     mode: Literal["dense", "bm25", "hybrid"] | None = None
     filters: list[Filter] = Field(default_factory=list, max_length=16)
 
@@ -111,6 +216,45 @@ class AskTimings(BaseModel):
     retrieval_s: float = Field(description="embedding the question and searching Milvus (0 without retrieval)")
     generation_s: float
     total_s: float
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletionResponse(BaseModel):
+    """OpenAI's chat completion, plus ``sources`` when retrieval was used (``[n]`` cites ``sources[n-1]``)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    sources: list[Source] | None = Field(None, description="only when retrieval was used")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 class AskResponse(BaseModel):

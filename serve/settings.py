@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from modeling import ModelSettings
+from modeling.engine import EngineSettings
 from modeling.settings import StrictModel
 
 API_KEYS_ENV = "EXPERT_API_KEYS"
@@ -36,8 +37,12 @@ class GeneratorSettings(StrictModel):
     model: ModelSettings = ModelSettings()
     adapter_registry: str = Field("data/adapters", description="folder of named LoRA adapters (relative: project root)")
     max_adapters_per_replica: int = Field(4, ge=1, le=64, description="LRU size of Serve's adapter multiplexing")
-    max_batch_size: int = Field(8, ge=1, le=256, description="requests that share one generate() call")
-    batch_wait_timeout_s: float = Field(0.02, ge=0.0, le=5.0)
+    engine: EngineSettings = Field(
+        EngineSettings(), description="continuous batching: rows per step, tokens per step, queue bound, KV memory"
+    )
+    stall_timeout_s: float = Field(
+        120.0, gt=0, description="health check: a replica whose engine finishes no step this long while busy is replaced"
+    )
     max_tokens_limit: int = Field(1024, ge=1, le=4096, description="upper bound a request may ask for")
     default_max_tokens: int = Field(256, ge=1, le=4096)
 
@@ -81,6 +86,10 @@ class GatewaySettings(StrictModel):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     request_timeout_s: float = Field(
         120.0, gt=0, description="retrieval + generation of one non-streaming request; over it: 504"
+    )
+    stream_timeout_s: float = Field(
+        280.0, gt=0, description="a stream still generating after this long is ended with an in-band timeout error "
+        "(keep it below the proxy's http_options.request_timeout_s)"
     )
 
     def effective_api_keys(self) -> frozenset[str]:

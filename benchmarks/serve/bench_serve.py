@@ -1,24 +1,32 @@
-"""Serving benchmark: the Ray Serve app against a naive one-``generate``-per-request server.
+"""Serving benchmark: the Ray Serve app (continuous batching) against the app before it and a naive server.
 
 In one run, on the same machine, with the same model, prompts and generation parameters:
 
 1. ``/v1/chat/completions`` throughput and latency p50/p99, with and without retrieval, at
-   concurrency 1, 8 and 32, on the naive baseline (naive_server.py) and on the Serve app
-   (serve/config.yaml as shipped, on a private local Ray). Both are up for the whole run and
-   are driven in turn, cell by cell (never at the same time, alternating which goes first), so
-   background load drifts hit both alike; the naive server uses as many torch threads as the Generator replica.
-2. The cost of switching LoRA adapters on the Serve app: base model, a cached adapter and a
-   cold one (evicted from the replica's LRU, so loaded from disk), side by side in rounds.
+   concurrency 1, 8 and 32, on three servers: a naive one-``generate``-per-request server
+   (naive_server.py), this project's Serve app as it was before continuous batching (a
+   ``git worktree`` of ``--before-rev``, served by serve_app.py) and the Serve app of this
+   checkout. All three are up for the whole run and are driven in turn, cell by cell (never
+   at the same time; who goes first rotates from cell to cell), so background load drifts hit
+   them alike. The naive server uses as many torch threads as a Generator replica.
+2. Mixed traffic on the current app (base model + 3 adapters, 4 temperatures, 3 ``max_tokens``
+   values in one stream of requests) against single-adapter greedy traffic, alternating.
+3. 32 concurrent streams: time to first token against a lone stream's, and total tokens/s
+   against non-streaming requests at the same concurrency, alternating.
+4. The cost of switching LoRA adapters: base model, a cached adapter, a cold one (evicted).
 
-Writes benchmarks/serve/RESULTS.md (or --out) with the command that produced it.
+Every request asks a different question (distinct prompts: prefix reuse only finds what
+requests really share, the chat template and the RAG instructions). Writes
+benchmarks/serve/RESULTS.md (or --out) with the command that produced it.
 
-    python benchmarks/serve/bench_serve.py            # ~10 minutes on 2 CPU cores
+    python benchmarks/serve/bench_serve.py            # ~25 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import platform
@@ -51,26 +59,31 @@ import yaml  # noqa: E402
 
 from tests.serve.corpus import build_collection  # noqa: E402 - the serving tests' knowledge base
 
-QUESTIONS = [
-    "What torque do the HX-220 flange bolts need?",
-    "Which gasket kit fits the HX-220?",
-    "How often should the HX-220 plates be flushed, and with what?",
-    "Who replaces a lost badge?",
-    "How much does descaler DS-4 cost?",
-    "In which building is the security desk?",
-    "Describe the tightening pattern for the flange bolts.",
-    "What is the price of gasket kit GK-9 in euros?",
+SUBJECTS = [
+    "What torque do the HX-220 flange bolts need",
+    "Which gasket kit fits the HX-220",
+    "How often should the HX-220 plates be flushed, and with what",
+    "Who replaces a lost badge",
+    "How much does descaler DS-4 cost",
+    "In which building is the security desk",
+    "Describe the tightening pattern for the flange bolts",
+    "What is the price of gasket kit GK-9 in euros",
 ]
+FRAMES = ["{}?", "Quick question: {}?", "{}? Answer briefly.", "Please tell me: {}?", "I need to know: {}.",
+          "{}? One sentence, please.", "For a technician on site: {}?", "{}? Be precise."]
+QUESTIONS = [frame.format(subject) for frame in FRAMES for subject in SUBJECTS]  # 64 distinct prompts
 
 
 @dataclass
 class Run:
     server: str
-    rag: bool
+    label: str
     concurrency: int
     wall_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    first_token: list[float] = field(default_factory=list)
     completion_tokens: int = 0
+    statuses: list[int] = field(default_factory=list)
     answers: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -81,8 +94,8 @@ class Run:
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.wall_s
 
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
+    def pct(self, q: float, values: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies if values is None else values)
         return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
@@ -92,29 +105,67 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def body(i: int, rag: bool, max_tokens: int, model: str = "base") -> dict:
-    return {
+def body(i: int, rag: bool, max_tokens: int, model: str = "base", temperature: float = 0.0, **extra) -> dict:
+    out = {
         "model": model,
         "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
         "max_tokens": max_tokens,
-        "temperature": 0.0,
+        "temperature": temperature,
         "rag": rag,
+        **extra,
     }
+    if temperature > 0:
+        out["seed"] = i
+    return out
 
 
-async def drive(url: str, run: Run, requests: int, max_tokens: int) -> Run:
+def uniform(rag: bool, max_tokens: int, model: str = "base"):
+    return lambda i: body(i, rag, max_tokens, model)
+
+
+def mixed(adapters: list[str]):
+    """Base + adapters, 4 temperatures and 3 max_tokens values (mean 32), cycling at different periods."""
+    models = ["base", *adapters]
+    return lambda i: body(i, False, (16, 32, 48)[i % 3], models[i % len(models)], (0.0, 0.5, 0.8, 1.2)[(i // 2) % 4])
+
+
+async def drive(url: str, run: Run, requests: int, make_body, stream: bool = False) -> Run:
     """``requests`` requests with at most ``run.concurrency`` in flight; per-request latency and wall time."""
     gate = asyncio.Semaphore(run.concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=900) as client:
 
         async def one(i: int) -> None:
+            payload = make_body(i)
             async with gate:
                 started = time.perf_counter()
-                r = await client.post("/v1/chat/completions", json=body(i, run.rag, max_tokens))
+                if stream:
+                    payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+                    text = []
+                    async with client.stream("POST", "/v1/chat/completions", json=payload) as r:
+                        run.statuses.append(r.status_code)
+                        async for line in r.aiter_lines():
+                            if not line.startswith("data: {"):
+                                continue
+                            chunk = json.loads(line[6:])
+                            if "error" in chunk:
+                                raise RuntimeError(chunk["error"])
+                            if chunk.get("usage"):
+                                run.completion_tokens += chunk["usage"]["completion_tokens"]
+                            for choice in chunk.get("choices", []):
+                                piece = choice["delta"].get("content")
+                                if piece:
+                                    if not text:
+                                        run.first_token.append(time.perf_counter() - started)
+                                    text.append(piece)
+                    run.latencies.append(time.perf_counter() - started)
+                    run.answers[i] = "".join(text)
+                    return
+                r = await client.post("/v1/chat/completions", json=payload)
                 run.latencies.append(time.perf_counter() - started)
+                run.statuses.append(r.status_code)
                 r.raise_for_status()
                 out = r.json()
-                if run.rag:
+                if payload["rag"]:
                     assert out["sources"], "a RAG answer without sources"
                 run.completion_tokens += out["usage"]["completion_tokens"]
                 run.answers[i] = out["choices"][0]["message"]["content"]
@@ -125,23 +176,43 @@ async def drive(url: str, run: Run, requests: int, max_tokens: int) -> Run:
     return run
 
 
-def measure(urls: dict[str, str], levels: list[int], requests_for, max_tokens: int) -> dict[str, list[Run]]:
-    """Every (retrieval, concurrency) cell on each server in turn (which one goes first
-    alternates), so slow drifts in the machine's background load hit both servers alike."""
-    runs: dict[str, list[Run]] = {server: [] for server in urls}
+def requests_for(concurrency: int, minimum: int) -> int:
+    return max(minimum, 2 * concurrency)
+
+
+def measure_table(urls: dict[str, str], levels: list[int], minimum: int, max_tokens: int) -> list[Run]:
+    """Every (retrieval, concurrency) cell on each server in turn; the order rotates from cell to cell."""
+    runs: list[Run] = []
+    names = list(urls)
     cell = 0
     for rag in (False, True):
-        for server, url in urls.items():
-            asyncio.run(drive(url, Run(server, rag, 2), 2, max_tokens))  # warm-up (first-call costs)
+        for server in names:
+            asyncio.run(drive(urls[server], Run(server, "warm-up", 2), 2, uniform(rag, max_tokens)))
         for c in levels:
-            order = list(urls.items()) if cell % 2 == 0 else list(urls.items())[::-1]  # who goes first alternates
+            order = names[cell % len(names):] + names[: cell % len(names)]
             cell += 1
-            for server, url in order:
-                run = asyncio.run(drive(url, Run(server, rag, c), requests_for(c), max_tokens))
-                print(f"{server:5} rag={rag!s:5} c={c:2}: {run.throughput:6.2f} req/s  p50 {run.pct(0.5):6.2f}s  "
+            for server in order:
+                label = f"rag={'yes' if rag else 'no'}"
+                run = asyncio.run(drive(urls[server], Run(server, label, c), requests_for(c, minimum), uniform(rag, max_tokens)))
+                print(f"{server:7} {label} c={c:2}: {run.throughput:6.2f} req/s  p50 {run.pct(0.5):6.2f}s  "
                       f"p99 {run.pct(0.99):6.2f}s", flush=True)
-                runs[server].append(run)
+                runs.append(run)
     return runs
+
+
+def alternate(url: str, cells: dict[str, tuple], rounds: int) -> dict[str, list[Run]]:
+    """Each named cell ``rounds`` times, in alternating order: {name: (concurrency, requests, make_body, stream)}."""
+    out: dict[str, list[Run]] = {name: [] for name in cells}
+    names = list(cells)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            concurrency, requests, make_body, stream = cells[name]
+            run = asyncio.run(drive(url, Run("serve", name, concurrency), requests, make_body, stream))
+            print(f"{name:28} round {round_}: {run.throughput:6.2f} req/s {run.tokens_per_s:7.1f} tok/s  "
+                  f"p50 {run.pct(0.5):6.2f}s" + (f"  TTFT p50 {run.pct(0.5, run.first_token):5.2f}s" if stream else ""),
+                  flush=True)
+            out[name].append(run)
+    return out
 
 
 def wait_ready(url: str, process: subprocess.Popen | None = None, limit_s: float = 600) -> None:
@@ -166,6 +237,22 @@ def generator_threads(config_path: Path) -> int:
 
 
 @contextmanager
+def process_server(command: list[str], url: str, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """A server in its own process group, stopped by its process id (SIGINT, then SIGKILL)."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextmanager
 def naive_server(uri: str, collection: str, top_k: int, threads: int) -> Iterator[str]:
     port = free_port()
     command = [
@@ -174,23 +261,39 @@ def naive_server(uri: str, collection: str, top_k: int, threads: int) -> Iterato
     ]
     # OMP_NUM_THREADS as Ray sets it for the Generator replica's process, so both run alike.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process)
+    with process_server(command, f"http://127.0.0.1:{port}", REPO, env) as url:
         yield url
+
+
+@contextmanager
+def checkout_of(rev: str) -> Iterator[Path]:
+    """A detached ``git worktree`` of ``rev`` (removed afterwards)."""
+    folder = Path(tempfile.mkdtemp(dir=REPO / ".cache", prefix="bench-before-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], cwd=REPO, check=True, capture_output=True)
+    try:
+        yield folder
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO, capture_output=True)
+
+
+@contextmanager
+def before_server(rev: str, registry: Path, uri: str, collection: str) -> Iterator[str]:
+    """This project's Serve app at commit ``rev``, on its own private local Ray."""
+    with checkout_of(rev) as checkout:
+        port = free_port()
+        command = [
+            sys.executable, str(REPO / "benchmarks" / "serve" / "serve_app.py"), "--checkout", str(checkout),
+            "--port", str(port), "--registry", str(registry), "--uri", uri, "--collection", collection,
+            "--temp-dir", str(REPO / ".cache" / "ray"),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(checkout)}  # Ray's workers inherit it: they import the old code
+        with process_server(command, f"http://127.0.0.1:{port}", checkout, env) as url:
+            yield url
 
 
 def save_adapters(root: Path, count: int) -> list[str]:
     """``count`` LoRA adapters of the default shape (r=16 on all four Phi-3 projections), untrained:
-    switching cost depends on their size, not their values."""
+    their cost depends on their size, not their values."""
     import torch
 
     from modeling import AdapterRegistry, LoraSettings, ModelSettings, attach_lora, load_base_model
@@ -254,15 +357,21 @@ def serve_app(config: Path, registry: Path, uri: str, collection: str) -> Iterat
         ray.shutdown()
 
 
-def fmt_ms(seconds: float) -> str:
+def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
-def write_results(out: Path, command: str, args, naive: list[Run], served: list[Run], info: dict, switch: dict,
-                  threads: int, load: tuple[tuple[float, ...], tuple[float, ...]], elapsed: float) -> None:
-    config = yaml.safe_load(args.config.read_text())["applications"][0]["args"]["generator"]
+def med(runs: list[Run], metric) -> float:
+    return statistics.median(metric(r) for r in runs)
+
+
+def write_results(out: Path, command: str, args, table: list[Run], extra: dict[str, list[Run]], info: dict,
+                  switch: dict, threads: int, load: tuple, elapsed: float) -> None:
+    engine = yaml.safe_load(args.config.read_text())["applications"][0]["args"]["generator"]["engine"]
+    cell = {(r.server, r.label, r.concurrency): r for r in table}
+    levels = sorted({r.concurrency for r in table})
     lines = [
-        "# Serving benchmark: Ray Serve app vs naive one-`generate`-per-request server",
+        "# Serving benchmark: continuous batching vs the app before it vs a naive server",
         "",
         "Produced by (from the repository root, nothing else of ours running):",
         "",
@@ -270,50 +379,110 @@ def write_results(out: Path, command: str, args, naive: list[Run], served: list[
         command,
         "```",
         "",
-        f"- Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; "
-        f"load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load[0])} at the start, "
-        f"{'/'.join(f'{x:.1f}' for x in load[1])} at the end (the machine is shared with other work, so absolute "
-        "numbers are noisy). Both servers were up for the whole run and were driven in turn, cell by cell "
-        "(which one went first alternated from row to row), never at the same time.",
-        f"- Model: `{info['base_model']}` (135M-parameter Phi3ForCausalLM, float32) on `{info['device']}`; "
-        f"greedy decoding, `max_tokens={args.max_tokens}`; {len(QUESTIONS)} different questions in rotation.",
-        f"- Serve app: `{args.config.relative_to(REPO)}` as shipped (Generator: 1 replica, "
-        f"`max_batch_size={config['max_batch_size']}`, `batch_wait_timeout_s={config['batch_wait_timeout_s']}`; "
-        f"Retriever: 1 replica, hybrid search, top_k 4). Generator torch threads: {info['torch_threads']}.",
-        f"- Naive baseline: `benchmarks/serve/naive_server.py`: FastAPI + one `model.generate` per request "
-        f"behind a lock (no batching), same model layer, chat template, retrieval API and RAG prompt; "
-        f"torch threads: {threads} and `OMP_NUM_THREADS={threads}`, as Ray sets them for the Generator replica.",
-        f"- Requests per level: {', '.join(f'{len(s.latencies)} at concurrency {s.concurrency}' for s in served if not s.rag)}"
-        " (at least 2 per client); p99 of so few samples is close to the maximum. Latency is client-side, end to end.",
+        f"- Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; load average "
+        f"(1/5/15 min) {'/'.join(f'{x:.1f}' for x in load[0])} at the start, {'/'.join(f'{x:.1f}' for x in load[1])} "
+        "at the end (the machine is shared, so absolute numbers are noisy: read the ratios). All servers were up for "
+        "the whole run and were driven in turn, cell by cell (the order rotated from cell to cell), never at the same time.",
+        f"- Model: `{info['base_model']}` (135M-parameter Phi3ForCausalLM, float32) on `{info['device']}`; greedy "
+        f"decoding, `max_tokens={args.max_tokens}`; every request a different question ({len(QUESTIONS)} distinct).",
+        f"- **serve** = this checkout's `{args.config.relative_to(REPO)}` as shipped: Generator 1 replica, continuous "
+        f"batching (`max_batch_size={engine['max_batch_size']}`, `max_step_tokens={engine['max_step_tokens']}`, "
+        f"prefix cache {engine['prefix_cache_mb']} MB), torch threads {info['torch_threads']}; Retriever 1 replica, "
+        "hybrid search, top_k 4.",
+        f"- **before** = the same app at commit `{args.before_rev}` (static `serve.batch` batching: `max_batch_size=8`, "
+        "20 ms window, one left-padded `generate` per (adapter, parameters) group, streams one at a time), "
+        "served from a `git worktree` of that commit in the same run.",
+        f"- **naive** = `benchmarks/serve/naive_server.py`: FastAPI + one `model.generate` per request behind a lock, "
+        f"same model layer, chat template, retrieval API and RAG prompt; torch threads {threads} "
+        f"(`OMP_NUM_THREADS={threads}`), as Ray sets them for the Generator replica.",
+        f"- Requests per cell: {', '.join(f'{requests_for(c, args.requests)} at concurrency {c}' for c in levels)}. "
+        "Latency is client-side, end to end; p99 of so few samples is close to the maximum.",
         "",
         "## `/v1/chat/completions` throughput and latency",
         "",
-        "| retrieval | concurrency | naive req/s | Serve req/s | **throughput ratio** | naive p50 ms | Serve p50 ms "
-        "| naive p99 ms | Serve p99 ms | **p50 ratio** (naive/Serve) | Serve tokens/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| retrieval | concurrency | naive req/s | before req/s | serve req/s | **serve / naive** | **serve / before** "
+        "| p50 ms naive / before / serve | p99 ms naive / before / serve | serve tokens/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for n, s in zip(naive, served):
-        lines.append(
-            f"| {'yes' if s.rag else 'no'} | {s.concurrency} | {n.throughput:.2f} | {s.throughput:.2f} | "
-            f"**{s.throughput / n.throughput:.2f}x** | {fmt_ms(n.pct(0.5))} | {fmt_ms(s.pct(0.5))} | "
-            f"{fmt_ms(n.pct(0.99))} | {fmt_ms(s.pct(0.99))} | **{n.pct(0.5) / s.pct(0.5):.2f}x** | {s.tokens_per_s:.1f} |"
-        )
-    same = [
-        sum(n.answers[i] == s.answers[i] for i in s.answers) / len(s.answers)
-        for n, s in zip(naive, served)
-    ]
+    goals: list[str] = []
+    for label in ("rag=no", "rag=yes"):
+        for c in levels:
+            n, b, s = (cell[(server, label, c)] for server in ("naive", "before", "serve"))
+            lines.append(
+                f"| {label[4:]} | {c} | {n.throughput:.2f} | {b.throughput:.2f} | {s.throughput:.2f} | "
+                f"**{s.throughput / n.throughput:.2f}x** | **{s.throughput / b.throughput:.2f}x** | "
+                f"{ms(n.pct(0.5))} / {ms(b.pct(0.5))} / {ms(s.pct(0.5))} | "
+                f"{ms(n.pct(0.99))} / {ms(b.pct(0.99))} / {ms(s.pct(0.99))} | {s.tokens_per_s:.1f} |"
+            )
+            if s.pct(0.99) >= n.pct(0.99):
+                goals.append(f"p99 below naive's: NOT met at retrieval {label[4:]}, concurrency {c}")
+    top = max(levels)
+    for label, goal in (("rag=no", 4.0), ("rag=yes", 3.0)):
+        ratio = cell[("serve", label, top)].throughput / cell[("naive", label, top)].throughput
+        goals.append(f"throughput >= {goal:g}x naive at concurrency {top}, retrieval {label[4:]}: "
+                     f"{ratio:.2f}x ({'met' if ratio >= goal else 'NOT met'})")
+    one = cell[("serve", "rag=no", 1)].throughput / cell[("before", "rag=no", 1)].throughput
+    goals.append(f"no worse than before at concurrency 1 (no retrieval): {one:.2f}x ({'met' if one >= 0.95 else 'NOT met'})")
+    same = {
+        server: [sum(cell[("naive", label, c)].answers.get(i) == cell[(server, label, c)].answers[i]
+                     for i in cell[(server, label, c)].answers) / len(cell[(server, label, c)].answers)
+                 for label in ("rag=no", "rag=yes") for c in levels]
+        for server in ("before", "serve")
+    }
     lines += [
         "",
-        f"Answers identical to the naive server's (same prompt, greedy): {min(same):.0%} to {max(same):.0%} per level "
-        "(batched requests are left-padded to a common length, which can change float rounding and so a token).",
+        "Answers identical to the naive server's (same prompt, greedy), per cell: "
+        + "; ".join(f"{server} {min(v):.0%} to {max(v):.0%}" for server, v in same.items()) + ".",
+    ]
+
+    single, mix = extra["single adapter, greedy"], extra["mixed adapters and sampling"]
+    ratio = med(mix, lambda r: r.tokens_per_s) / med(single, lambda r: r.tokens_per_s)
+    goals.append(f"mixed traffic >= 0.85x single-adapter greedy (tokens/s): {ratio:.2f}x ({'met' if ratio >= 0.85 else 'NOT met'})")
+    lines += [
         "",
-        "## Switching LoRA adapters (Serve app, sequential requests, `max_tokens=8`)",
+        f"## Mixed traffic (serve, concurrency {args.mix_concurrency}, no retrieval; median of {len(single)} alternating runs)",
+        "",
+        "Mixed: the base model and 3 adapters (r=16 on all four projections), temperatures 0 / 0.5 / 0.8 / 1.2 "
+        "(seeded), `max_tokens` 16 / 32 / 48, all interleaved in one stream of requests; single: one adapter, greedy, "
+        "`max_tokens` 32. Throughput in tokens/s because the mixes ask for different lengths (the same on average).",
+        "",
+        "| traffic | req/s | tokens/s | p50 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, runs in (("single adapter, greedy", single), ("mixed adapters and sampling", mix)):
+        lines.append(f"| {name} | {med(runs, lambda r: r.throughput):.2f} | {med(runs, lambda r: r.tokens_per_s):.1f} | "
+                     f"{ms(med(runs, lambda r: r.pct(0.5)))} | {ms(med(runs, lambda r: r.pct(0.99)))} |")
+    lines += ["", f"Mixed / single: **{ratio:.2f}x** tokens/s."]
+
+    lone, streams, plain = extra["lone stream"], extra["32 streams"], extra["32 non-streaming"]
+    lone_ttft = med(lone, lambda r: r.pct(0.5, r.first_token))
+    ttft = med(streams, lambda r: r.pct(0.5, r.first_token))
+    tok_ratio = med(streams, lambda r: r.tokens_per_s) / med(plain, lambda r: r.tokens_per_s)
+    goals.append(f"32 streams: time to first token p50 <= 2x a lone stream's: {ttft / lone_ttft:.2f}x "
+                 f"({'met' if ttft <= 2 * lone_ttft else 'NOT met'})")
+    goals.append(f"32 streams: tokens/s within 15% of non-streaming: {tok_ratio:.2f}x "
+                 f"({'met' if tok_ratio >= 0.85 else 'NOT met'})")
+    lines += [
+        "",
+        f"## Streams (serve, greedy, `max_tokens={args.max_tokens}`, no retrieval; median of {len(streams)} alternating runs)",
+        "",
+        "| cell | requests | time to first token p50 ms | p99 ms | end to end p50 ms | tokens/s | statuses |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, runs in (("lone stream", lone), ("32 streams", streams), ("32 non-streaming", plain)):
+        first = (f"{ms(med(runs, lambda r: r.pct(0.5, r.first_token)))} | {ms(med(runs, lambda r: r.pct(0.99, r.first_token)))}"
+                 if runs[0].first_token else "- | -")
+        statuses = sorted({s for r in runs for s in r.statuses})
+        lines.append(f"| {name} | {len(runs[0].latencies)} | {first} | {ms(med(runs, lambda r: r.pct(0.5)))} | "
+                     f"{med(runs, lambda r: r.tokens_per_s):.1f} | {statuses} |")
+
+    lines += [
+        "",
+        "## Switching LoRA adapters (serve, sequential requests, `max_tokens=8`)",
         "",
         f"{len(next(iter(switch.values())))} rounds of three requests (base model, a cached adapter, a cold adapter), "
-        "after warm-up; the extra cost is the median of the per-round differences. Adapters: r=16 LoRA on qkv_proj, "
-        "o_proj, gate_up_proj, down_proj (untrained: the cost depends on size, not values). Serve's multiplexing keeps "
-        f"an LRU of `max_adapters_per_replica={config['max_adapters_per_replica']}` adapters per replica; the cold "
-        "adapter of each round was evicted by the rounds before it.",
+        "after warm-up; the extra cost is the median of the per-round differences. The replica keeps an LRU of "
+        "`max_adapters_per_replica=4` adapters; the cold adapter of each round was evicted by the rounds before it.",
         "",
         "| request | p50 ms | p99 ms | extra over the cached adapter (median of paired differences) ms |",
         "| --- | ---: | ---: | ---: |",
@@ -322,18 +491,26 @@ def write_results(out: Path, command: str, args, naive: list[Run], served: list[
     for label, latencies in switch.items():
         ordered = sorted(latencies)
         p50, p99 = statistics.median(ordered), ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-        extra = statistics.median(x - r for x, r in zip(latencies, reference))
-        lines.append(f"| {label} | {fmt_ms(p50)} | {fmt_ms(p99)} | {fmt_ms(extra)} |")
+        extra_ms = statistics.median(x - r for x, r in zip(latencies, reference))
+        lines.append(f"| {label} | {ms(p50)} | {ms(p99)} | {ms(extra_ms)} |")
     stats = info["adapter_stats"]
     if stats["loads"]:
-        lines += [
-            "",
-            f"Inside the Generator replica, loading an adapter (read safetensors + inject LoRA layers) took "
-            f"{stats['load_seconds'] / stats['loads'] * 1000:.0f} ms on average over {stats['loads']} loads "
-            f"({stats['unloads']} LRU evictions); switching to a cached adapter is only peft's `set_adapter`, "
-            "and the base model runs with the adapters disabled.",
-        ]
-    lines += ["", f"Whole run: {elapsed / 60:.1f} minutes.", ""]
+        lines += ["", f"Inside the Generator replica, loading an adapter took {stats['load_seconds'] / stats['loads'] * 1000:.0f} ms "
+                  f"on average over {stats['loads']} loads ({stats['unloads']} LRU evictions)."]
+    engine_stats = info["engine"]
+    lines += [
+        "",
+        "## Goals",
+        "",
+        *[f"- {g}" for g in goals],
+        "",
+        f"Engine counters at the end: {engine_stats['steps']} steps, {engine_stats['generated_tokens']} tokens generated, "
+        f"{engine_stats['prompt_tokens']} prompt tokens computed and {engine_stats['prefix_hit_tokens']} served from the "
+        f"prefix cache, {engine_stats['refused']} requests refused.",
+        "",
+        f"Whole run: {elapsed / 60:.1f} minutes.",
+        "",
+    ]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 
@@ -341,39 +518,50 @@ def write_results(out: Path, command: str, args, naive: list[Run], served: list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "serve" / "config.yaml")
+    parser.add_argument("--before-rev", default="1cac142", help="the commit whose Serve app is 'before'")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels")
-    parser.add_argument("--requests", type=int, default=16, help="requests per level (at least 2 per client)")
+    parser.add_argument("--requests", type=int, default=16, help="requests per cell (at least 2 per client)")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--mix-concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the mixed and stream cells")
     parser.add_argument("--switch-rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve" / "RESULTS.md")
     args = parser.parse_args()
     args.config = args.config.resolve()
     levels = [int(x) for x in args.levels.split(",")]
 
-    def requests_for(c: int) -> int:
-        return max(args.requests, 2 * c)
-
     started, load_start = time.perf_counter(), os.getloadavg()
-    command = "python benchmarks/serve/bench_serve.py " + shlex.join(sys.argv[1:])
+    command = ("python benchmarks/serve/bench_serve.py " + shlex.join(sys.argv[1:])).strip()
     threads = generator_threads(args.config)
     app_args = yaml.safe_load(args.config.read_text())["applications"][0]["args"]
     with tempfile.TemporaryDirectory(dir=REPO / ".cache", prefix="bench-serve-") as tmp:
         work = Path(tmp)
-        # The same documents in two Milvus Lite files: each is locked by the one process that opens it.
-        for name in ("naive", "serve"):
+        # The same documents in one Milvus Lite file per server: each is locked by the one process that opens it.
+        uris = {}
+        for name in ("naive", "before", "serve"):
             (work / name).mkdir()
-        naive_uri, collection = build_collection(work / "naive")
-        serve_uri, _ = build_collection(work / "serve")
-        adapter_names = save_adapters(work / "adapters", 5)
-        with naive_server(naive_uri, collection, app_args["retriever"]["top_k"], threads) as naive_url, \
-                serve_app(args.config, work / "adapters", serve_uri, collection) as (serve_url, generator):
-            info = generator.info.remote().result()
-            runs = measure({"naive": naive_url, "serve": serve_url}, levels, requests_for, args.max_tokens)
+            uris[name], collection = build_collection(work / name)
+        adapters = save_adapters(work / "adapters", 5)
+        with naive_server(uris["naive"], collection, app_args["retriever"]["top_k"], threads) as naive_url, \
+                before_server(args.before_rev, work / "adapters", uris["before"], collection) as before_url, \
+                serve_app(args.config, work / "adapters", uris["serve"], collection) as (serve_url, generator):
+            urls = {"naive": naive_url, "before": before_url, "serve": serve_url}
+            table = measure_table(urls, levels, args.requests, args.max_tokens)
+            c = args.mix_concurrency
+            extra = alternate(serve_url, {
+                "single adapter, greedy": (c, 2 * c, uniform(False, args.max_tokens, adapters[0]), False),
+                "mixed adapters and sampling": (c, 2 * c, mixed(adapters[1:4]), False),
+            }, args.rounds)
+            extra |= alternate(serve_url, {
+                "lone stream": (1, 8, uniform(False, args.max_tokens), True),
+                "32 streams": (32, 64, uniform(False, args.max_tokens), True),
+                "32 non-streaming": (32, 64, uniform(False, args.max_tokens), False),
+            }, args.rounds)
             lru = app_args["generator"]["max_adapters_per_replica"]
-            switch = asyncio.run(switching(serve_url, adapter_names, lru, args.switch_rounds, max_tokens=8))
-            info["adapter_stats"] = generator.info.remote().result()["adapter_stats"]  # loads timed in the replica
-    write_results(args.out, command.strip(), args, runs["naive"], runs["serve"], info, switch, threads,
-                  (load_start, os.getloadavg()), time.perf_counter() - started)
+            switch = asyncio.run(switching(serve_url, adapters, lru, args.switch_rounds, max_tokens=8))
+            info = generator.info.remote().result()
+    write_results(args.out, command, args, table, extra, info, switch, threads, (load_start, os.getloadavg()),
+                  time.perf_counter() - started)
 
 
 if __name__ == "__main__":

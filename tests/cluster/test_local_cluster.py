@@ -48,7 +48,7 @@ def serve_overrides(http_port: int, registry: Path, milvus: Path) -> dict:
         "applications": [{
             "name": "expert",
             "args": {
-                "generator": {"adapter_registry": str(registry), "max_batch_size": 4},
+                "generator": {"adapter_registry": str(registry), "engine": {"max_batch_size": 4}},
                 "retriever": {"uri": str(milvus), "collection": "knowledge"},
             },
         }],

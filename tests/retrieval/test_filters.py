@@ -15,6 +15,13 @@ def test_cli_syntax_is_parsed() -> None:
     assert parse_filter("meta.region!=EMEA") == Filter("meta.region", "!=", "EMEA")
 
 
+def test_membership_on_row_metadata_becomes_a_chain_of_comparisons() -> None:
+    assert build_expression([Filter("meta.region", "in", ["EMEA", "APAC"])]) == (
+        '((meta["region"] == "EMEA" or meta["region"] == "APAC"))'
+    )
+    assert build_expression([Filter("meta.revenue", "not in", [1, 2])]) == '((meta["revenue"] != 1 and meta["revenue"] != 2))'
+
+
 def test_expressions_are_typed_and_anded() -> None:
     expression = build_expression({"source": "/a.md", "page": "3", "meta.revenue": "1200", "file_type": ["pdf", "md"]})
     assert expression == (

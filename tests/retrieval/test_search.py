@@ -74,6 +74,14 @@ def test_filters_on_fields_and_row_metadata(kb) -> None:  # noqa: ANN001
     assert [(Path(h.source).name, h.page) for h in hits] == [("manual.pdf", 1)]
 
 
+def test_membership_filters_on_row_metadata_run_in_milvus(kb) -> None:  # noqa: ANN001
+    """Milvus refuses `in` on a JSON path; the compiled expression must still select the right rows."""
+    hits = kb.search("customer revenue", top_k=10, filters=[Filter("meta.name", "in", ["Globex", "Initech"])])
+    assert sorted(h.meta["name"] for h in hits) == ["Globex", "Initech"]
+    hits = kb.search("customer revenue", top_k=10, filters=[Filter("meta.name", "not in", ["Globex"]), "meta.region=EMEA"])
+    assert sorted(h.meta["name"] for h in hits) == ["Umbrella"]
+
+
 @pytest.mark.parametrize(
     "value",
     ['x" or doc_id != "', '" || chunk_index >= 0 || source == "', 'a\\" or true or \\"', "') or ('1'=='1"],

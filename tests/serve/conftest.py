@@ -23,6 +23,8 @@ from tests.serve.adapters import train_codeword_adapter
 from tests.serve.corpus import build_collection
 
 API_KEY = "test-key-123"
+QUEUE_BOUND = 8  # requests that may wait beyond the 8 batch rows; the overload test sends more
+MAX_TOKENS_LIMIT = 48
 SINGLE_REPLICA = {"num_replicas": 1, "autoscaling_config": None}
 
 
@@ -55,8 +57,10 @@ def start_app(registry: AdapterRegistry, uri: str, collection: str, api_keys: li
         port=port,
         overrides={
             "generator.adapter_registry": str(registry.root),
-            "generator.max_batch_size": 8,
-            "generator.batch_wait_timeout_s": 0.05,
+            "generator.engine.max_batch_size": 8,
+            "generator.engine.max_queued_requests": QUEUE_BOUND,
+            "generator.max_tokens_limit": MAX_TOKENS_LIMIT,  # small, so generated API tests stay fast
+            "generator.default_max_tokens": 16,
             "retriever.uri": uri,
             "retriever.collection": collection,
             "gateway.api_keys": api_keys,

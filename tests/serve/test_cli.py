@@ -82,7 +82,7 @@ def test_serve_run_of_the_shipped_config_without_auth(registry, tmp_path):
 
 def test_python_m_serve_rejects_a_bad_config_before_starting_ray():
     done = subprocess.run(
-        [sys.executable, "-m", "serve", "--set", "generator.max_batch_size=0", "--set", "gateway.api_key=x"],
+        [sys.executable, "-m", "serve", "--set", "generator.engine.max_batch_size=0", "--set", "gateway.api_key=x"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2
