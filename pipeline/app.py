@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evaluation.client import EndpointClient, route_specs
 from serve.local import run_local
-from train.progress import hide_state_api_warnings
+from cluster.private_ray import start_private_ray
 from qa import QAItem
 
 from pipeline.knowledge import write_retrieval_yaml
@@ -36,16 +36,7 @@ def pick_port(host: str, port: int) -> int:
 
 
 def start_ray() -> None:
-    import ray
-
-    if not ray.is_initialized():
-        hide_state_api_warnings()
-        ray.init(
-            address="local",
-            num_cpus=max(os.cpu_count() or 1, 4),  # logical slots: training then serving share the cores
-            include_dashboard=False,
-            _temp_dir=str(Path(os.environ.get("EXPERT_CACHE_DIR", ".cache")).resolve() / "ray"),
-        )
+    start_private_ray(num_cpus=max(os.cpu_count() or 1, 4))  # logical slots: training then serving share the cores
 
 
 def start_app(settings: PipelineSettings) -> str:

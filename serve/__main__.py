@@ -2,7 +2,7 @@
 
 It starts a private local Ray (never attaches to a running cluster: use ``serve deploy
 serve/config.yaml`` for that) and deploys the same graph and config ``serve run`` would.
-Ray's temp files go where ``RAY_TMPDIR`` points (``/tmp/ray`` by default).
+Ray's temp files go under the project's cache folder (``EXPERT_CACHE_DIR``, ``.cache/`` with ``make``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    from cluster.private_ray import start_private_ray
     from serve.app import ServeConfigError, validate_args
     from serve.local import DEFAULT_CONFIG, load_app_config, run_local
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except ServeConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus, include_dashboard=False)
+    start_private_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus)
     try:
         run_local(config, host=args.host, port=args.port, overrides=overrides)
     except Exception as exc:  # e.g. a replica failed to start: its error is in the log above

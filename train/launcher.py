@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from cluster.private_ray import start_private_ray
 from modeling import load_tokenizer
-from modeling.paths import cache_dir
 from train import storage
 from train.checkpoints import TrainerState
 from train.dataset import TrainingData, build_training_data
 from train.errors import RecipeError, ResumeError
 from train.loop import train_loop_per_worker
-from train.progress import hide_state_api_warnings, keep_progress_lines_whole
+from train.progress import keep_progress_lines_whole
 from train.publish import build_metadata, check_output_free, publish_adapter
 from train.recipe import Recipe
 from train.tracking import log_published
@@ -146,15 +146,9 @@ def start_ray(recipe: Recipe) -> bool:
         ray.init(log_to_driver=True)
         return True
     per_worker = (recipe.scaling.resources_per_worker or {}).get("CPU", 1)
-    hide_state_api_warnings()
-    ray.init(
-        address="local",  # never attach to someone else's cluster by accident
-        num_cpus=max(os.cpu_count() or 1, int(per_worker * recipe.scaling.num_workers)),
-        _temp_dir=str(cache_dir() / "ray"),
-        include_dashboard=False,  # see hide_state_api_warnings
-        logging_level=logging.WARNING,
+    return start_private_ray(
+        num_cpus=max(os.cpu_count() or 1, int(per_worker * recipe.scaling.num_workers)), logging_level=logging.WARNING
     )
-    return True
 
 
 def _trainer(recipe: Recipe, data_ref, run_root: str, run_name: str):

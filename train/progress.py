@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import re
 import sys
+
+from cluster.private_ray import STATE_API_WARNING, extend_driver_log_filter
 
 # Every line a worker writes through :func:`say` starts with "[train] ".
 _PROGRESS_PATTERN = r"^\[train\] "
-_STATE_API_WARNING = r"Failed to query Ray Train Controller actor state"
 
 
 def say(line: str) -> None:
@@ -30,40 +29,12 @@ def keep_progress_lines_whole() -> None:
     of the pipeline, a replaced worker after a failure) would have its lines folded into
     the previous process's, so the user loses the progress of the run that is going on.
     """
-    _extend_driver_filter("allow", _PROGRESS_PATTERN)
+    extend_driver_log_filter("allow", _PROGRESS_PATTERN)
 
 
 def hide_state_api_warnings() -> None:
-    """Drop Ray Train's "State API may be temporarily unavailable" lines on a local Ray without dashboard.
-
-    Ray Train's placement-group cleaner polls the state API, which the dashboard serves. Our
-    private local Rays start without the dashboard (fewer processes on a small machine), so
-    the cleaner would log that warning every second of a run. Its job, removing the placement
-    group of a controller that crashed, does not arise on a private Ray shut down at the end.
-    """
-    _extend_driver_filter("skip", _STATE_API_WARNING)
-
-
-def _extend_driver_filter(kind: str, pattern: str) -> None:
-    """Add ``pattern`` to Ray's ``RAY_DEDUP_LOGS_{ALLOW,SKIP}_REGEX`` (lines kept whole / dropped).
-
-    The variables are read when Ray is first imported; when it already is, the driver's
-    deduplicators are extended the same way.
-    """
-    variable = f"RAY_DEDUP_LOGS_{kind.upper()}_REGEX"
-    current = os.environ.get(variable)
-    if not current or pattern not in current:
-        os.environ[variable] = f"(?:{current})|(?:{pattern})" if current else pattern
-    ray_logging = sys.modules.get("ray._private.ray_logging")
-    attribute = f"{kind}_re"
-    for name in ("stdout_deduplicator", "stderr_deduplicator"):
-        deduplicator = getattr(ray_logging, name, None)
-        if deduplicator is None or not hasattr(deduplicator, attribute):
-            continue  # Ray not imported yet (the variable above applies), or its internals moved
-        compiled = getattr(deduplicator, attribute)
-        if compiled is None or pattern not in compiled.pattern:
-            combined = pattern if compiled is None else f"(?:{compiled.pattern})|(?:{pattern})"
-            setattr(deduplicator, attribute, re.compile(combined))
+    """Drop Ray Train's "State API may be temporarily unavailable" lines (see cluster.private_ray)."""
+    extend_driver_log_filter("skip", STATE_API_WARNING)
 
 
 def format_duration(seconds: float) -> str:
