@@ -20,6 +20,9 @@ from peft import PeftModel
 from safetensors import safe_open
 from transformers import PreTrainedModel
 
+from modeling import storage
+from modeling.adapter_mirror import RemoteMirror
+from modeling.paths import cache_dir
 from modeling.errors import (
     AdapterMismatchError,
     AdapterNotFoundError,
@@ -59,12 +62,31 @@ def check_adapter_folder(folder: Path) -> Path:
 
 
 class AdapterRegistry:
-    """A folder of named adapters: ``<root>/<name>/{adapter_config.json, adapter_model.safetensors, metadata.json}``."""
+    """Named adapters: ``<root>/<name>/{adapter_config.json, adapter_model.safetensors, metadata.json}``.
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser().resolve()
+    ``root`` is a folder, or an object-store URI (``s3://bucket/adapters``, ``gs://...``): then
+    adapters are published to the bucket and read through a local mirror under the model
+    layer's cache (``modeling/adapter_mirror.py``: fetched once, checksummed, re-fetched when the
+    bucket's copy changes, checked at most every ``refresh_s``).
+    """
+
+    def __init__(self, root: str | Path, *, refresh_s: float = 30.0) -> None:
+        self.mirror: RemoteMirror | None = None
+        if storage.is_uri(str(root)):
+            uri = str(root).rstrip("/")
+            self.root = (cache_dir() / "adapter-mirror" / uri.replace("://", "/")).resolve()
+            self.mirror = RemoteMirror(uri, self.root, refresh_s)
+        else:
+            self.root = Path(root).expanduser().resolve()
+
+    @property
+    def location(self) -> str:
+        """Where the adapters live: the URI of a remote registry, else the folder."""
+        return self.mirror.uri if self.mirror else str(self.root)
 
     def names(self) -> list[str]:
+        if self.mirror:
+            return self.mirror.names(lambda n: bool(ADAPTER_NAME_PATTERN.fullmatch(n)))
         if not self.root.is_dir():
             return []
         return sorted(
@@ -74,10 +96,17 @@ class AdapterRegistry:
 
     def path(self, name: str) -> Path:
         """The folder of adapter ``name``, checked to exist, be inside the registry and be safetensors."""
-        folder = (self.root / check_adapter_name(name)).resolve()
+        check_adapter_name(name)
+        if self.mirror:
+            self.mirror.sync(name, self.names)
+        folder = (self.root / name).resolve()
         if folder.parent != self.root or not (folder / ADAPTER_CONFIG).is_file():
-            raise AdapterNotFoundError(name, self.names(), str(self.root))
+            raise AdapterNotFoundError(name, self.names(), self.location)
         return check_adapter_folder(folder)
+
+    def version(self, name: str) -> str | None:
+        """The published version (manifest digest) of a remote adapter's local copy; None for a folder registry."""
+        return self.mirror.version(name) if self.mirror else None
 
     def metadata(self, name: str) -> dict:
         file = self.path(name) / METADATA_FILE
@@ -92,7 +121,7 @@ class AdapterRegistry:
             for item in nested.iterdir():
                 item.rename(staging / item.name)
             nested.rmdir()
-        return self._commit(staging, name, metadata)
+        return self._commit(staging, name, metadata, overwrite)
 
     def add_folder(
         self, folder: str | Path, name: str, metadata: dict | None = None, *, overwrite: bool = False
@@ -107,17 +136,24 @@ class AdapterRegistry:
         for item in source.iterdir():
             if item.is_file() and item.name != METADATA_FILE:
                 shutil.copy2(item, staging / item.name)
-        return self._commit(staging, name, metadata)
+        return self._commit(staging, name, metadata, overwrite)
 
     def _staging(self, name: str, overwrite: bool) -> Path:
         check_adapter_name(name)
-        if (self.root / name).exists() and not overwrite:
+        if not self.mirror and (self.root / name).exists() and not overwrite:
             raise FileExistsError(f"adapter {name!r} already exists in {self.root}; pass overwrite=True to replace it")
         self.root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
 
-    def _commit(self, staging: Path, name: str, metadata: dict | None) -> Path:
+    def _commit(self, staging: Path, name: str, metadata: dict | None, overwrite: bool) -> Path:
+        """Local: rename into place. Remote: publish to the bucket (manifest last), then mirror."""
         (staging / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2, sort_keys=True, default=str))
+        if self.mirror:
+            try:
+                self.mirror.publish(staging, name, overwrite=overwrite)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return self.path(name)
         target = self.root / name
         if target.exists():
             shutil.rmtree(target)

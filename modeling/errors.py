@@ -91,3 +91,11 @@ class GenerationTimeoutError(ModelLayerError):
 
 class EngineStoppedError(ModelLayerError):
     """The generation engine is not running (it was stopped, or its loop failed); HTTP 503."""
+
+
+class AdapterIntegrityError(ModelLayerError):
+    """An adapter fetched from object storage does not match its published checksums."""
+
+
+class RegistryUnavailableError(ModelLayerError):
+    """The adapter registry's storage cannot be read (missing bucket, unreachable endpoint, credentials)."""

@@ -35,7 +35,11 @@ def under_project(path: str) -> str:
 
 class GeneratorSettings(StrictModel):
     model: ModelSettings = ModelSettings()
-    adapter_registry: str = Field("data/adapters", description="folder of named LoRA adapters (relative: project root)")
+    adapter_registry: str = Field(
+        "data/adapters",
+        description="folder of named LoRA adapters (relative: project root), or an object-store URI such as "
+        "s3://bucket/adapters (mirrored into a local cache, checksummed, re-fetched when the bucket's copy changes)",
+    )
     max_adapters_per_replica: int = Field(4, ge=1, le=64, description="LRU size of Serve's adapter multiplexing")
     engine: EngineSettings = Field(
         EngineSettings(), description="continuous batching: rows per step, tokens per step, queue bound, KV memory"
@@ -49,7 +53,7 @@ class GeneratorSettings(StrictModel):
     @field_validator("adapter_registry")
     @classmethod
     def _absolute_registry(cls, value: str) -> str:
-        return under_project(value)
+        return value if "://" in value else under_project(value)
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> "GeneratorSettings":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cluster.private_ray import start_private_ray
 from modeling import load_tokenizer
-from train import storage
+from modeling import storage
 from train.checkpoints import TrainerState
 from train.dataset import TrainingData, build_training_data
 from train.errors import RecipeError, ResumeError

@@ -1,8 +1,8 @@
 """Put the trained adapter into the adapter registry, with its metadata and loss curve.
 
-The adapter comes out of the run's final checkpoint. A local registry is written through
-``modeling.AdapterRegistry`` (atomic, safetensors only); an ``s3://`` / ``gs://`` registry
-gets the same folder, assembled locally by the registry and then uploaded.
+The adapter comes out of the run's final checkpoint and goes through
+``modeling.AdapterRegistry`` (safetensors only): a local registry renames it into place
+atomically; an ``s3://`` / ``gs://`` registry uploads it with its checksums (manifest last).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from modeling.adapters import AdapterRegistry
-from train import storage
+from modeling import storage
 from train.checkpoints import ADAPTER_DIR, TrainerState
 from train.plot import LOSS_CURVE_FILE, plot_loss_curve
 from train.recipe import Recipe
@@ -26,7 +26,7 @@ def adapter_location(recipe: Recipe) -> str:
 def check_output_free(recipe: Recipe) -> None:
     """Refuse to start a run whose adapter would overwrite one already registered (unless asked)."""
     location = adapter_location(recipe)
-    if not recipe.output.overwrite and storage.exists(location):
+    if not recipe.output.overwrite and recipe.output.adapter_name in AdapterRegistry(recipe.output.registry).names():
         raise FileExistsError(
             f"adapter {recipe.output.adapter_name!r} already exists at {location}; choose another "
             "output.adapter_name or pass --set output.overwrite=true to replace it"
@@ -67,11 +67,6 @@ def publish_adapter(checkpoint_dir: Path, recipe: Recipe, state: TrainerState, m
         shutil.copytree(checkpoint_dir / ADAPTER_DIR, staging)
         title = f"{name}: {recipe.method} on {Path(recipe.model.name_or_path).name}"
         plot_loss_curve(state.history, state.evals, staging / LOSS_CURVE_FILE, title)
-        if not storage.is_uri(recipe.output.registry):
-            registry = AdapterRegistry(recipe.output.registry)
-            return str(registry.add_folder(staging, name, metadata, overwrite=recipe.output.overwrite))
-        check_output_free(recipe)  # the remote registry may have gained it during training
-        built = AdapterRegistry(Path(tmp) / "registry").add_folder(staging, name, metadata)
-        location = adapter_location(recipe)
-        storage.upload_folder(built, location)
-        return location
+        registry = AdapterRegistry(recipe.output.registry, refresh_s=0)
+        folder = registry.add_folder(staging, name, metadata, overwrite=recipe.output.overwrite)
+        return adapter_location(recipe) if registry.mirror else str(folder)

@@ -3,6 +3,7 @@
     python -m cluster.local up [--workers 2] [--state-dir .cache/local-cluster] [--bucket phi3-expert]
     eval "$(python -m cluster.local env)"      # RAY_ADDRESS, the Ray token, AWS_ENDPOINT_URL for this shell
     python -m cluster.local status
+    python -m cluster.local serve-config --out serve-local.yaml && serve deploy serve-local.yaml
     python -m cluster.local kill-node 1        # fault drill: SIGKILL worker node 1's raylet and workers
     python -m cluster.local down               # stops exactly what `up` started
 """
@@ -14,6 +15,8 @@ import json
 import shlex
 import sys
 from pathlib import Path
+
+import yaml
 
 from cluster.local.cluster import ClusterError, ClusterState, LocalCluster
 
@@ -35,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     kill = sub.add_parser("kill-node", parents=[common], help="SIGKILL worker node I (1 = the oldest alive worker node)")
     kill.add_argument("index", type=int)
     sub.add_parser("down", parents=[common], help="stop every process the cluster started")
+    config = sub.add_parser("serve-config", parents=[common],
+                            help="serve/config.yaml for this cluster (its Milvus server, its bucket); then `serve deploy` it")
+    config.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve proxy (loopback)")
+    config.add_argument("--out", type=Path, default=None, help="write here instead of printing")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -62,6 +69,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "kill-node":
         node = cluster.kill_node(state, args.index)
         print(f"killed worker node {args.index} ({node['node_id']}): {len(node['killed_pids'])} processes")
+    elif args.command == "serve-config":
+        text = yaml.safe_dump(cluster.serve_config(state, port=args.port), sort_keys=False)
+        if args.out:
+            args.out.write_text(text)
+            print(f"wrote {args.out}; deploy it with: serve deploy {args.out}")
+        else:
+            print(text, end="")
     elif args.command == "down":
         left = cluster.down(state)
         if left:

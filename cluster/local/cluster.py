@@ -31,6 +31,7 @@ from cluster.local import services
 from cluster.local.processes import MARKER_ENV, alive, free_port, processes_with, stop_pids
 
 AUTOSCALER_YAML = Path(__file__).resolve().parents[1] / "local-autoscaler.yaml"
+SERVE_OVERRIDES = Path(__file__).resolve().parents[1] / "serve-local-overrides.yaml"
 HEAD_NODE_ID = "f" * 51 + "00000"  # the fake provider's head id: its load reports must match it
 NODE_ID_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"  # the fake provider gives every node its id this way
 STATE_FILE = "cluster.json"
@@ -268,6 +269,17 @@ class LocalCluster:
         for pid in pids:
             os.kill(pid, 9)
         return {**node, "killed_pids": pids}
+
+    # -- serving ------------------------------------------------------------------------
+    def serve_config(self, state: ClusterState, *, port: int = 8000) -> dict:
+        """serve/config.yaml for this cluster: cluster/serve-local-overrides.yaml plus its Milvus and bucket."""
+        from cluster.render import SERVE_CONFIG, load_yaml, merge
+
+        overrides = yaml.safe_load(
+            SERVE_OVERRIDES.read_text().replace("BUCKET", state.bucket).replace("MILVUS_URI", state.milvus_uri)
+        )
+        overrides["http_options"]["port"] = port
+        return merge(load_yaml(SERVE_CONFIG), overrides)
 
     # -- status / down ------------------------------------------------------------------
     def _live_pids(self, state: ClusterState) -> list[int]:

@@ -1,8 +1,9 @@
 """Local folders and ``s3://`` / ``gs://`` URIs behind one small interface.
 
-Ray Train persists checkpoints through pyarrow filesystems; the run folder's bookkeeping
-and a remote adapter registry go through the same mechanism, so a cluster run can keep
-both its checkpoints and its adapters in object storage.
+Ray Train persists checkpoints through pyarrow filesystems; the run folder's bookkeeping and
+the adapter registry (``modeling.adapters``) go through the same mechanism, so a cluster keeps
+both its checkpoints and its adapters in object storage. pyarrow reads the usual credentials
+and honours ``AWS_ENDPOINT_URL`` (an S3-compatible server instead of AWS).
 """
 
 from __future__ import annotations
@@ -65,3 +66,25 @@ def upload_folder(local: Path, location: str) -> None:
         fs.delete_dir(path)
     fs.create_dir(path, recursive=True)
     pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def download_folder(location: str, local: Path) -> None:
+    """Copy every file under ``location`` into the local folder ``local`` (created)."""
+    fs, path = _fs(location)
+    local.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+def delete_folder(location: str) -> None:
+    fs, path = _fs(location)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+
+
+def bucket_missing(location: str) -> str | None:
+    """For an object-store URI whose bucket does not exist, the bucket's name; else None."""
+    if not is_uri(location):
+        return None
+    fs, path = _fs(location)
+    bucket = path.split("/", 1)[0]
+    return bucket if fs.get_file_info(bucket).type == pafs.FileType.NotFound else None
