@@ -20,6 +20,7 @@ from retrieval.store import ManifestEntry, MilvusStore
 from retrieval.writer import DocumentWriter
 
 Executor = Callable[[Sequence[FileTask]], Iterator[list[dict[str, Any]]]]
+EMBED_NODE_KEY = "_embed_node"  # set by the Ray executor on each record: which node embedded it
 
 
 def delete_documents(store: MilvusStore, entries: Sequence[ManifestEntry]) -> None:
@@ -94,7 +95,9 @@ def ingest(
         for entry in gone:
             record(FileResult(entry.source, "deleted", entry.chunk_count, entry.doc_id))
     writer = DocumentWriter(store, {t.doc_id: t for t in todo}, previous, record)
+    nodes: set[str] = set()
     for batch in executor(todo):
+        nodes.update(r.pop(EMBED_NODE_KEY) for r in batch if EMBED_NODE_KEY in r)
         writer.write(batch)
         bar.set_postfix(chunks=writer.chunks_written)
     for doc_id in writer.unfinished():
@@ -103,5 +106,6 @@ def ingest(
     if todo or report.counts.get("deleted"):
         store.flush()  # index what changed now, not at process exit (see MilvusStore.flush)
     report.chunks_written = writer.chunks_written
+    report.embed_nodes = sorted(nodes)
     report.seconds = time.perf_counter() - started
     return report

@@ -14,7 +14,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+import ray
+
 from retrieval.config import RetrievalConfig
+from retrieval.ingest import EMBED_NODE_KEY
 from retrieval.pipeline import FileTask, embed_records, parse_records
 
 
@@ -32,6 +35,7 @@ class EmbedActor:
         from retrieval.embedding import build_embedder
 
         self._embedder = build_embedder(EmbedderConfig(**embedder))
+        self._node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         columns = list(batch)
@@ -40,6 +44,7 @@ class EmbedActor:
         embedded = embed_records(records, self._embedder)
         out = {c: [r[c] for r in embedded] for c in columns}
         out["dense"] = [np.asarray(r["dense"], dtype=np.float32) for r in embedded]
+        out[EMBED_NODE_KEY] = [self._node] * len(embedded)  # the ingest report lists the nodes that embedded
         return out
 
 
@@ -50,8 +55,6 @@ def _plain(value: Any) -> Any:
 def run_ray(
     tasks: Sequence[FileTask], config: RetrievalConfig, address: str | None = None
 ) -> Iterator[list[dict[str, Any]]]:
-    import ray
-
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     if not tasks:

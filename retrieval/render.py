@@ -39,6 +39,8 @@ def hits_table(hits: Sequence[Hit], width: int | None = None) -> str:
 
 def ingest_summary(report: IngestReport) -> str:
     lines = [report.summary()]
+    if report.embed_nodes:
+        lines.append(f"  embedded on {len(report.embed_nodes)} Ray node(s): {', '.join(n[-8:] for n in report.embed_nodes)}")
     lines += [f"  error  {r.source}: {r.error}" for r in report.errors]
     lines += [f"  empty  {r.source}: {r.error}" for r in report.files if r.status == "empty"]
     return "\n".join(lines)

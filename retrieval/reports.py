@@ -23,6 +23,7 @@ class IngestReport:
     files: list[FileResult] = field(default_factory=list)
     chunks_written: int = 0
     seconds: float = 0.0
+    embed_nodes: list[str] = field(default_factory=list)  # Ray nodes whose embedder actors produced chunks
 
     @property
     def counts(self) -> dict[str, int]:
@@ -39,7 +40,7 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"counts": self.counts, "chunks_written": self.chunks_written, "seconds": self.seconds,
-                "files": [asdict(f) for f in self.files]}
+                "embed_nodes": self.embed_nodes, "files": [asdict(f) for f in self.files]}
 
 
 @dataclass
