@@ -29,7 +29,7 @@ def reduced(config: str, work, documents: list[str], extra: list[str]):
         f"work_dir={work}", f"registry={work / 'adapters'}", f"collection=ci_{config.split('.')[0]}",
         f"documents={json.dumps(documents)}", f"finetuned.overrides={steps}",
         f"hybrid.overrides={json.dumps(STEPS + ['data.max_seq_len=1024'])}",
-        "raft.pool_size=4", "demo_questions=1", "demo_max_tokens=8", "eval.max_tokens=24", "eval.resamples=100",
+        "raft.pool_size=4", "demo_questions=0", "eval.max_tokens=24", "eval.resamples=100",
         "port=0", *extra,
     ])
 
