@@ -5,6 +5,7 @@
     python -m cluster.local status
     python -m cluster.local serve-config --out serve-local.yaml && serve deploy serve-local.yaml
     python -m cluster.local kill-node 1        # fault drill: SIGKILL worker node 1's raylet and workers
+    python -m cluster.local kill-replica Generator   # fault drill: SIGKILL one Generator replica
     python -m cluster.local down               # stops exactly what `up` started
 """
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", parents=[common], help="shell exports for using the cluster (eval \"$(... env)\")")
     kill = sub.add_parser("kill-node", parents=[common], help="SIGKILL worker node I (1 = the oldest alive worker node)")
     kill.add_argument("index", type=int)
+    replica = sub.add_parser("kill-replica", parents=[common], help="SIGKILL one replica of a Serve deployment")
+    replica.add_argument("deployment", help="e.g. Generator or Retriever")
+    replica.add_argument("--app", default="expert")
     sub.add_parser("down", parents=[common], help="stop every process the cluster started")
     config = sub.add_parser("serve-config", parents=[common],
                             help="serve/config.yaml for this cluster (its Milvus server, its bucket); then `serve deploy` it")
@@ -69,6 +73,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "kill-node":
         node = cluster.kill_node(state, args.index)
         print(f"killed worker node {args.index} ({node['node_id']}): {len(node['killed_pids'])} processes")
+    elif args.command == "kill-replica":
+        killed = cluster.kill_replica(state, args.deployment, args.app)
+        print(f"killed a {args.deployment} replica (pid {killed['pid']}); Serve replaces it")
     elif args.command == "serve-config":
         text = yaml.safe_dump(cluster.serve_config(state, port=args.port), sort_keys=False)
         if args.out:

@@ -270,6 +270,23 @@ class LocalCluster:
             os.kill(pid, 9)
         return {**node, "killed_pids": pids}
 
+    def actors(self, state: ClusterState, class_name: str) -> list[dict]:
+        """Alive actors of a class (``RayTrainWorker``, ``ServeReplica:expert:Generator`` ...), from the state API."""
+        r = httpx.get(f"{state.dashboard_url}/api/v0/actors", params={"detail": "1", "limit": "10000"},
+                      headers=self.auth(state), timeout=30)
+        r.raise_for_status()
+        return [a for a in r.json()["data"]["result"]["result"]
+                if a.get("class_name") == class_name and a.get("state") == "ALIVE"]
+
+    def kill_replica(self, state: ClusterState, deployment: str, app: str = "expert") -> dict:
+        """SIGKILL one replica process of a Serve deployment (a fault drill); Serve replaces it."""
+        replicas = self.actors(state, f"ServeReplica:{app}:{deployment}")
+        if not replicas:
+            raise ClusterError(f"no running replica of deployment {deployment!r} in app {app!r}; `serve status` lists them")
+        replica = replicas[0]
+        os.kill(replica["pid"], 9)
+        return {"pid": replica["pid"], "node_id": replica["node_id"], "actor_id": replica["actor_id"]}
+
     # -- serving ------------------------------------------------------------------------
     def serve_config(self, state: ClusterState, *, port: int = 8000) -> dict:
         """serve/config.yaml for this cluster: cluster/serve-local-overrides.yaml plus its Milvus and bucket."""

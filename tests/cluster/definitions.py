@@ -41,9 +41,12 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+LOCAL_AUTOSCALER = CLUSTER_DIR / "local-autoscaler.yaml"  # `ray start --autoscaling-config`, not `ray up`
+
+
 def launcher_paths() -> list[Path]:
-    """Every ``ray up`` config in cluster/ (a top-level ``provider`` marks one)."""
-    return sorted(p for p in CLUSTER_DIR.glob("*.yaml") if "provider" in (load(p) or {}))
+    """Every ``ray up`` config in cluster/ (a top-level ``provider`` marks one; the local cluster's is not one)."""
+    return sorted(p for p in CLUSTER_DIR.glob("*.yaml") if "provider" in (load(p) or {}) and p != LOCAL_AUTOSCALER)
 
 
 def prepared_launcher(path: Path) -> dict:
