@@ -36,6 +36,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
+    queue_s: float = 0.0  # seconds the request waited for a batch row (the engine's; 0 elsewhere)
 
 
 def context_window(model: PreTrainedModel) -> int:

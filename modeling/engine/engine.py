@@ -60,6 +60,7 @@ class EngineStats:
     """Counters since start, and the current occupancy (what metrics and autoscaling read)."""
 
     steps: int = 0
+    step_rows: int = 0  # sequences summed over steps (/ steps = the mean batch size)
     prompt_tokens: int = 0  # prompt tokens computed (not served from the prefix cache)
     prefix_hit_tokens: int = 0
     generated_tokens: int = 0
@@ -339,6 +340,7 @@ class GenerationEngine:
             seq.sampler = RowSampler(seq.params, self.device)
             seq.text = TextAssembler(self.tokenizer, seq.params.stop)
             seq.computed = self.prefix_cache.restore(seq.adapter, seq.prompt, seq.kv)
+            seq.admitted_at = time.monotonic()
             self._running.append(seq)
 
     def _unload_unwanted(self) -> None:
@@ -418,6 +420,7 @@ class GenerationEngine:
                     seq.sink.fail(exc)
             return
         self.stats.steps += 1
+        self.stats.step_rows += len(plan)
         self.stats.last_step_rows = len(tokens)
         self.stats.last_step_s = time.perf_counter() - started
         self.stats.busy_s += self.stats.last_step_s
@@ -469,4 +472,5 @@ class GenerationEngine:
             seq.sink.piece(tail)
         self.stats.finished += 1
         self._finish_times.append(time.monotonic())
-        seq.sink.finish(Completion(seq.text.final(), len(seq.prompt), len(seq.generated), reason))  # type: ignore[arg-type]
+        queued = (seq.admitted_at or seq.arrived) - seq.arrived
+        seq.sink.finish(Completion(seq.text.final(), len(seq.prompt), len(seq.generated), reason, queued))  # type: ignore[arg-type]

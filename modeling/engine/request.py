@@ -71,6 +71,7 @@ class Sequence:
     reserved_bytes: int = 0
     cancelled: bool = False  # set from the caller's thread; the engine drops the row at its next step
     first_token_at: float | None = None
+    admitted_at: float | None = None  # when it joined the running batch
     done: bool = False
 
     @property
