@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from modeling import (
 from modeling.engine import GenerationEngine
 from modeling.generation import check_fits, context_window
 from serve.errors import AdapterLoadError
+from serve.metrics import GeneratorMetrics
 from serve.settings import GeneratorSettings
 
 
@@ -75,11 +77,14 @@ class Generator:
         self.registry = AdapterRegistry(self.settings.adapter_registry)
         self.host = AdapterHost(load_base_model(model_settings).eval(), self.registry)
         self.engine = GenerationEngine(self.host, self.tokenizer, self.settings.engine)
-        self.adapter_stats = {"loads": 0, "unloads": 0, "load_seconds": 0.0}  # reported by info()
+        self.adapter_stats = {"loads": 0, "unloads": 0, "load_seconds": 0.0, "refreshes": 0}  # reported by info()
+        self._versions: dict[str, str | None] = {}  # adapter -> the registry version this replica serves
 
         async def load_adapter(name: str) -> _LoadedAdapter:
             started = time.perf_counter()
             try:
+                # Fetch a remote adapter off the engine thread; the engine then only injects it.
+                await asyncio.to_thread(self.registry.path, name)
                 await asyncio.wrap_future(self.engine.want_adapter(name))
             except AdapterMismatchError as exc:  # found before the model was touched
                 self._incompatible(name, exc)
@@ -89,11 +94,13 @@ class Generator:
                 self._incompatible(name, exc)
             self.adapter_stats["loads"] += 1
             self.adapter_stats["load_seconds"] += time.perf_counter() - started
+            self._versions[name] = self.registry.version(name)
             return _LoadedAdapter(name, self)
 
         self._adapters = serve.multiplexed(max_num_models_per_replica=self.settings.max_adapters_per_replica)(
             load_adapter
         )
+        self.metrics = GeneratorMetrics(lambda: (self.engine.snapshot(), dict(self.adapter_stats)))  # this replica's
 
     def _incompatible(self, name: str, exc: Exception) -> None:
         trained_for = self.registry.metadata(name).get("base_model", "an unrecorded base model")
@@ -105,7 +112,11 @@ class Generator:
 
     # -- public methods (called through DeploymentHandles) ------------------------------
     def info(self) -> dict:
+        import ray
+
         return {
+            "pid": os.getpid(),  # for operators and fault drills: the replica's process
+            "node_id": ray.get_runtime_context().get_node_id(),
             "base_model": self.settings.model.name_or_path,
             "context_window": context_window(self.host.model),
             "adapters": self.registry.names(),
@@ -124,17 +135,23 @@ class Generator:
         self._prepare(request)
 
     async def generate(self, request: GenerationRequest) -> Completion:
+        started = time.perf_counter()
         prompt = self._prepare(request)
         if request.adapter:
             await self._adapters(request.adapter)  # LRU bookkeeping; raises if unknown
-        return await self.engine.generate(prompt, request.params, request.adapter, request.timeout_s)
+        out = await self.engine.generate(prompt, request.params, request.adapter, request.timeout_s)
+        self.metrics.request_done(out, time.perf_counter() - started, stream=False)
+        return out
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[str | Completion]:
         """Text pieces as they are decoded, then the final ``Completion`` (a row of the running batch)."""
+        started = time.perf_counter()
         prompt = self._prepare(request)
         if request.adapter:
             await self._adapters(request.adapter)
         async for item in self.engine.stream(prompt, request.params, request.adapter, request.timeout_s):
+            if isinstance(item, Completion):
+                self.metrics.request_done(item, time.perf_counter() - started, stream=True)
             yield item
 
     def record_autoscaling_stats(self) -> dict[str, float]:
@@ -155,13 +172,24 @@ class Generator:
             )
 
     def __del__(self) -> None:
+        if hasattr(self, "metrics"):
+            self.metrics.stop()
         if hasattr(self, "engine"):
             self.engine.stop()
 
     # -- internals -----------------------------------------------------------------------
+    def _refresh_if_republished(self, name: str) -> None:
+        """A remote adapter published again since this replica loaded it is reloaded once no row uses it."""
+        version = self.registry.version(name)
+        if name in self._versions and version != self._versions[name]:
+            self._versions[name] = version
+            self.adapter_stats["refreshes"] += 1
+            self.engine.release_adapter(name)  # the next admission loads the new copy
+
     def _prepare(self, request: GenerationRequest) -> list[int]:
         if request.adapter:
-            self.registry.path(request.adapter)  # unknown / unsafe names fail before any work
+            self.registry.path(request.adapter)  # unknown / unsafe names fail before any work; refreshes a remote copy
+            self._refresh_if_republished(request.adapter)
         prompt = encode_chat(self.tokenizer, request.messages)
         check_fits(self.host.model, len(prompt), request.params.max_new_tokens)
         return prompt
