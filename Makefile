@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # Ray's auth token for local clusters lives here, not in ~/.ray (created on first use).
 export RAY_AUTH_TOKEN_PATH ?= $(CURDIR)/.cache/ray/auth_token
 
-.PHONY: venv ray-token demo test clean
+.PHONY: venv ray-token browser demo test clean
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,17 @@ venv: $(STAMP)
 ray-token:
 	@test -s "$(RAY_AUTH_TOKEN_PATH)" || (mkdir -p "$(dir $(RAY_AUTH_TOKEN_PATH))" && $(PY) -c "import secrets; print(secrets.token_hex(32), end='')" > "$(RAY_AUTH_TOKEN_PATH)")
 
+# The playground tests drive Debian's headless chromium through its chromedriver (nothing is
+# downloaded at run time); installed from Debian's archive when missing (needs root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 demo: venv ray-token
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline $(ARGS)
 
-test: venv ray-token
+test: venv ray-token browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

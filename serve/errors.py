@@ -27,11 +27,19 @@ from modeling import (
     UnsafeAdapterFormatError,
 )
 from modeling.engine import RequestTooLargeError
-from modeling.errors import EngineOverloadedError, EngineStoppedError, GenerationTimeoutError
+from modeling.errors import (
+    AdapterIntegrityError,
+    EngineOverloadedError,
+    EngineStoppedError,
+    GenerationTimeoutError,
+    RegistryUnavailableError,
+)
 from retrieval.errors import CollectionNotFoundError, RetrievalError, StoreError
+from serve.playground import ASSET_PREFIX
 from serve.settings import GatewaySettings
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/"})  # "/": the playground page, which holds no secret
+OPEN_PREFIXES = (ASSET_PREFIX,)  # the playground's own script and style sheet
 log = logging.getLogger("ray.serve")
 
 
@@ -108,6 +116,8 @@ _FAILURES: dict[type, tuple[int, str, Callable[[Exception], str]]] = {
     RetrievalError: (422, "invalid_request_error", str),
     UnsafeAdapterFormatError: (409, "adapter_format_error", str),
     AdapterLoadError: (409, "adapter_format_error", str),
+    AdapterIntegrityError: (409, "adapter_format_error", str),
+    RegistryUnavailableError: (503, "service_unavailable", str),
     EngineOverloadedError: (429, "rate_limit_error", str),
     GenerationTimeoutError: (504, "timeout_error", str),
     EngineStoppedError: (503, "service_unavailable", str),
@@ -152,7 +162,7 @@ class LimitsAndAuth:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path, root = scope.get("path", ""), scope.get("root_path", "")
         route = path[len(root):] if root and path.startswith(root) else path  # same under any route_prefix
-        if self.keys and route not in OPEN_PATHS:
+        if self.keys and route not in OPEN_PATHS and not route.startswith(OPEN_PREFIXES):
             scheme, _, token = headers.get("authorization", "").strip().partition(" ")
             presented = token.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
             if not any(hmac.compare_digest(presented, k) for k in self.keys):

@@ -1,8 +1,9 @@
 """The HTTP ingress: FastAPI inside Ray Serve, composing Retriever and Generator handles.
 
 Routes: OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models``; simple JSON routes
-``/rag``, ``/finetuned``, ``/hybrid``, ``/search``; ``/healthz``. Every bad input maps to a
-4xx with a message (see ``serve/errors.py``); nothing here loads models or talks to Milvus.
+``/rag``, ``/finetuned``, ``/hybrid``, ``/search``; ``/healthz``; ``/metrics`` (Prometheus,
+``serve/metrics.py``); the playground page at ``/`` (``serve/playground/``). Every bad input
+maps to a 4xx with a message (see ``serve/errors.py``); nothing here loads models or talks to Milvus.
 
 Retrieval per request: ``"rag": true`` in the body, or a model name ending in ``+rag``
 (``base+rag``, ``<adapter>+rag``). Answers that used retrieval carry ``sources`` (the chunks
@@ -17,7 +18,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -26,7 +28,9 @@ from modeling import Completion, GenerationParams
 from modeling.rag_prompt import Passage, build_rag_messages
 from serve.errors import ApiError, describe_failure, install_error_handling, original_error
 from serve.generator import GenerationRequest
+from serve.metrics import GatewayMetrics, RequestMetrics, cluster_metrics
 from serve.openapi import CHAT_STATUSES, SEARCH_STATUSES, SSE_EVENT, error_responses, install_truthful_openapi
+from serve.playground import router as playground
 from serve.schemas import (
     RAG_SUFFIX,
     AdapterAskRequest,
@@ -47,6 +51,7 @@ app = FastAPI(
     version="0.1.0",
     description="RAG, fine-tuned and hybrid answers from Phi-3; OpenAI-compatible under /v1.",
 )
+app.include_router(playground)
 BASE_MODEL_ALIAS = "base"
 
 
@@ -67,6 +72,10 @@ class Gateway:
         self.settings = AppSettings.model_validate(settings)
         install_error_handling(app, self.settings.gateway)
         install_truthful_openapi(app, self.settings)
+        self.metrics = GatewayMetrics()
+        if not getattr(app.state, "metrics_installed", False):  # outermost: 401s and 413s are counted too
+            app.state.metrics_installed = True
+            app.add_middleware(RequestMetrics, metrics=self.metrics, routes=lambda: app.routes)
 
     # -- helpers ---------------------------------------------------------------------------
     def _params(
@@ -107,6 +116,7 @@ class Gateway:
             raise ApiError(504, f"the request took longer than {limit:g}s; ask for fewer max_tokens or retry") from None
 
     async def _search(self, query: str, top_k: int | None, mode: str | None, filters) -> list[Source]:
+        started = time.perf_counter()
         async with original_error():
             hits = await self.retriever.search.remote(
                 query,
@@ -114,6 +124,7 @@ class Gateway:
                 mode or self.settings.retriever.mode,
                 [f.model_dump() for f in filters],
             )
+        self.metrics.searched(time.perf_counter() - started, len(hits))
         return [Source(ref=i, **hit) for i, hit in enumerate(hits, start=1)]
 
     async def _answer(
@@ -139,6 +150,21 @@ class Gateway:
     async def healthz(self) -> dict:
         """Liveness of the HTTP ingress (no API key needed)."""
         return {"status": "ok"}
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format: this app's and Serve's metrics from every node",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **error_responses(401),
+        },
+    )
+    async def metrics_text(self) -> Response:
+        """Requests, latencies, tokens, batch and queue per Generator replica, adapters, retrieval (serve/metrics.py)."""
+        return Response(await cluster_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models", response_model=ModelList, responses=error_responses(401, 503))
     async def models(self) -> dict:

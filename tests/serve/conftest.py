@@ -75,7 +75,8 @@ def start_app(registry: AdapterRegistry, uri: str, collection: str, api_keys: li
 def app(registry, tmp_path_factory) -> Iterator[RunningApp]:
     uri, collection = build_collection(tmp_path_factory.mktemp("milvus"))
     ray.init(
-        address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(REPO / ".cache" / "ray"), log_to_driver=False
+        address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(REPO / ".cache" / "ray"), log_to_driver=False,
+        _system_config={"metrics_report_interval_ms": 1000},  # /metrics tests see new values within seconds
     )
     try:
         yield RunningApp(start_app(registry, uri, collection, [API_KEY]), registry, uri, collection)
