@@ -246,4 +246,5 @@ class AdapterHost:
             return
         self.load(name)
         self.model.set_adapter(name)
+        self.model.base_model.enable_adapter_layers()  # the serving engine switches them off while it batches
         yield self.model

@@ -132,7 +132,11 @@ def decode_rate(engine: GenerationEngine, tokenizer, batch: int, new_tokens: int
 
 
 def library_comparison(model, tokenizer, host, rounds: int) -> dict[str, float]:
-    """Seconds for 32 greedy requests of 32 new tokens: static generate, transformers CB, this engine."""
+    """Seconds for 32 greedy requests of 32 new tokens: static generate, transformers CB, this engine.
+
+    Run one implementation after the other (transformers' continuous batching switches the
+    model to its paged attention and keeps a persistent manager while it is measured warm).
+    """
     from transformers import GenerationConfig
 
     from modeling.generation import end_token_ids, generate_from_ids
@@ -142,24 +146,29 @@ def library_comparison(model, tokenizer, host, rounds: int) -> dict[str, float]:
     params = GenerationParams(max_new_tokens=32)
     config = GenerationConfig(max_new_tokens=32, do_sample=False, eos_token_id=end_token_ids(model, tokenizer),
                               pad_token_id=tokenizer.pad_token_id)
-    engine = GenerationEngine(host, tokenizer, EngineSettings())
-    times: dict[str, list[float]] = {"transformers generate (static batch, left-padded)": [],
-                                     "transformers generate_batch (continuous batching, paged cache)": [],
-                                     "this engine (continuous batching, ragged attention)": []}
-    try:
-        with torch.inference_mode():
-            model.generate_batch(prompts[:2], generation_config=config, persistent_manager=True, warmup=False)  # warm
+    static = "transformers generate (static batch, left-padded)"
+    paged = "transformers generate_batch (continuous batching, paged cache)"
+    ours = "this engine (continuous batching, ragged attention)"
+    times: dict[str, list[float]] = {static: [], paged: [], ours: []}
+    model.set_attn_implementation("sdpa")
+    with torch.inference_mode():
+        model.generate_batch(prompts[:2], generation_config=config, persistent_manager=True, warmup=False)  # warm up
         for _ in range(rounds):
-            with torch.inference_mode():
-                times["transformers generate (static batch, left-padded)"].append(
-                    _timed(lambda: generate_from_ids(model, tokenizer, prompts, params)))
-                times["transformers generate_batch (continuous batching, paged cache)"].append(
-                    _timed(lambda: model.generate_batch(prompts, generation_config=config, persistent_manager=True,
-                                                        warmup=False)))
-            times["this engine (continuous batching, ragged attention)"].append(run(engine, prompts, params)[0])
+            times[paged].append(_timed(lambda: model.generate_batch(
+                prompts, generation_config=config, persistent_manager=True, warmup=False)))
+    model.destroy_cached_continuous_batching_manager()
+    model.set_attn_implementation("sdpa")
+    with torch.inference_mode():
+        generate_from_ids(model, tokenizer, prompts[:2], params)
+        for _ in range(rounds):
+            times[static].append(_timed(lambda: generate_from_ids(model, tokenizer, prompts, params)))
+    engine = GenerationEngine(host, tokenizer, EngineSettings())
+    try:
+        run(engine, prompts[:2], params)
+        for _ in range(rounds):
+            times[ours].append(run(engine, prompts, params)[0])
     finally:
         engine.stop()
-        model.destroy_cached_continuous_batching_manager()
     for name, values in times.items():
         print(f"{name}: {statistics.median(values):.2f}s", flush=True)
     return {name: statistics.median(values) for name, values in times.items()}

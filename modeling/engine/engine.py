@@ -32,7 +32,7 @@ from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from modeling.adapters import AdapterHost
-from modeling.engine.adapters import rows_use_adapters
+from modeling.engine.adapters import LoraRows, rows_use_adapters
 from modeling.engine.attention import Segment, StepLayout, use_ragged_attention
 from modeling.engine.kv import SequenceKV, kv_bytes_per_token
 from modeling.engine.prefix_cache import PrefixCache
@@ -96,6 +96,7 @@ class GenerationEngine:
         self.num_layers = base.config.num_hidden_layers
         self.token_bytes = kv_bytes_per_token(base)
         self.kv_budget = int(self.settings.kv_cache_mb * 2**20)
+        self.lora_rows = LoraRows()
         self.prefix_cache = PrefixCache(int(self.settings.prefix_cache_mb * 2**20), self.settings.prefix_block_tokens)
         self.stats = EngineStats(kv_budget_bytes=self.kv_budget)
         self._lock = threading.Lock()  # guards _inbox, _calls, the refusal check and the adapter wishes
@@ -167,17 +168,27 @@ class GenerationEngine:
     async def stream(
         self, prompt: list[int], params: GenerationParams, adapter: str | None = None, timeout_s: float | None = None
     ) -> AsyncIterator[str | Completion]:
-        """Text pieces as they are decoded (pieces that arrive together are joined), then the ``Completion``."""
-        sink = AsyncioSink(asyncio.get_running_loop(), streaming=True)
+        """Text pieces as they are decoded, then the ``Completion``.
+
+        The first piece goes out at once; after it, pieces are sent at most every
+        ``stream_interval_s`` (those decoded meanwhile are joined), so a busy replica spends its
+        time generating rather than passing one message per token through Ray and the proxy.
+        """
+        loop = asyncio.get_running_loop()
+        sink = AsyncioSink(loop, streaming=True)
         seq = self.submit(prompt, params, sink, adapter, timeout_s)
+        interval, last_sent = self.settings.stream_interval_s, None
         try:
             while True:
                 items = [await sink.queue.get()]
+                if interval and last_sent is not None and isinstance(items[0], str):
+                    await asyncio.sleep(max(0.0, last_sent + interval - loop.time()))
                 while not sink.queue.empty():
                     items.append(sink.queue.get_nowait())
                 pieces = [i for i in items if isinstance(i, str)]
                 if pieces:
                     yield "".join(pieces)
+                    last_sent = loop.time()
                 for item in items:
                     if isinstance(item, BaseException):
                         raise item
@@ -351,6 +362,7 @@ class GenerationEngine:
         in_use = {s.adapter for s in (*self._running, *self._waiting, *self._inbox)}
         for name in unwanted - in_use:
             self.host.unload(name)
+            self.lora_rows.forget()
             self.prefix_cache.drop_adapter(name)
             with self._lock:
                 self._unwanted.discard(name)
@@ -438,7 +450,7 @@ class GenerationEngine:
         use_ragged_attention(base)  # no-op unless other code switched the model's attention since the last step
         input_ids = torch.tensor(tokens, dtype=torch.long, device=self.device).view(-1, 1)
         position_ids = torch.tensor(positions, dtype=torch.long, device=self.device).view(-1, 1)
-        with rows_use_adapters(model, adapters):
+        with rows_use_adapters(model, adapters, self.lora_rows):
             hidden = base.get_decoder()(
                 input_ids=input_ids, position_ids=position_ids, use_cache=False, expert_step=layout
             ).last_hidden_state

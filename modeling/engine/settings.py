@@ -33,4 +33,9 @@ class EngineSettings(StrictModel):
         256, ge=0, description="KV of shared prompt prefixes (system prompt, RAG instructions) kept for reuse; 0 = off"
     )
     prefix_block_tokens: int = Field(16, ge=1, le=1024, description="granularity of prefix reuse, in tokens")
+    stream_interval_s: float = Field(
+        0.1, ge=0.0, le=5.0,
+        description="after a stream's first piece, send pieces at most this often (those decoded meanwhile are "
+        "joined); 0 = one message per decoded piece",
+    )
     idle_wait_s: float = Field(0.05, gt=0, le=5.0, description="how long the loop sleeps when it has no work")
