@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from modeling.adapters import ADAPTER_NAME_PATTERN
-from retrieval.filters import INT_FIELDS, STRING_FIELDS
+from retrieval.filters import INT_FIELDS, META_PREFIX, STRING_FIELDS, known_fields
 
 RAG_SUFFIX = "+rag"
 ADAPTER_NAME_SCHEMA = {"pattern": "^(?!.*\\.\\.)" + ADAPTER_NAME_PATTERN.pattern[1:]}  # what check_adapter_name accepts
@@ -90,7 +90,41 @@ class MetaInFilter(_FilterBase):
     value: list[FilterText | FilterWhole | FilterNumber | bool] = Field(min_length=1, max_length=100)
 
 
-Filter = Union[TextFilter, TextInFilter, NumberFilter, NumberInFilter, MetaFilter, MetaOrderFilter, MetaInFilter]
+def _filter_kind(value: Any) -> str | None:
+    """Which filter shape a body is, from its field and op, so a 422 names the one problem
+    (an unknown field, an op the field cannot take, a bad value) instead of every shape's."""
+    if not isinstance(value, dict):
+        return None
+    field, op = value.get("field"), value.get("op", "==")
+    many = op in ("in", "not in")
+    if field in STRING_FIELDS:
+        return "text_in" if many else "text"
+    if field in INT_FIELDS:
+        return "number_in" if many else "number"
+    if isinstance(field, str) and field.startswith(META_PREFIX):
+        return "meta_in" if many else "meta_order" if op in ("<", "<=", ">", ">=") else "meta"
+    return None
+
+
+def _known_field(value: Any) -> Any:
+    if isinstance(value, dict) and _filter_kind(value) is None and "field" in value:
+        raise ValueError(f"cannot filter on {value['field']!r}; filterable fields: {', '.join(known_fields())}")
+    return value
+
+
+Filter = Annotated[
+    Union[
+        Annotated[TextFilter, Tag("text")], Annotated[TextInFilter, Tag("text_in")],
+        Annotated[NumberFilter, Tag("number")], Annotated[NumberInFilter, Tag("number_in")],
+        Annotated[MetaFilter, Tag("meta")], Annotated[MetaOrderFilter, Tag("meta_order")],
+        Annotated[MetaInFilter, Tag("meta_in")],
+    ],
+    Discriminator(
+        _filter_kind, custom_error_type="invalid_filter",
+        custom_error_message=f"a filter is an object with field ({', '.join(known_fields())}), op and value",
+    ),
+    BeforeValidator(_known_field),
+]
 
 
 class ErrorDetail(BaseModel):
@@ -175,6 +209,14 @@ class _AskBody(BaseModel):
 
 class AskRequest(_AskBody):
     """Body of ``/rag``: the base model answers from retrieved chunks (``/hybrid`` takes an adapter)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_adapter(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "adapter" in data:
+            raise ValueError("/rag answers with the base model; send requests with an adapter to /hybrid "
+                             "(retrieval + adapter) or /finetuned")
+        return data
 
 
 class AdapterAskRequest(_AskBody):

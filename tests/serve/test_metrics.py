@@ -53,6 +53,29 @@ def settle(client: httpx.Client, condition: Callable[[Samples], bool], seconds: 
         time.sleep(0.5)
 
 
+def answered_besides_metrics(samples: Samples) -> dict[frozenset, float]:
+    """The Gateway's request counters, less the scrapes themselves (each GET /metrics counts)."""
+    return {
+        labels: v for (n, labels), v in samples.items()
+        if n == "ray_expert_http_requests_total" and dict(labels).get("route") != "/metrics"
+    }
+
+
+def quiet(client: httpx.Client, seconds: float = 30) -> Samples:
+    """A scrape after which nothing earlier is still on its way: the engine's counters match its
+    own, and the Gateway's request counters are unchanged over 2.5 report intervals (requests of
+    earlier tests may still be in flight to the agent otherwise)."""
+    deadline = time.monotonic() + seconds
+    previous = settle(client, in_step_with_the_engine, seconds)
+    while True:
+        time.sleep(2.5)
+        samples = settle(client, in_step_with_the_engine, seconds)
+        if answered_besides_metrics(samples) == answered_besides_metrics(previous):
+            return samples
+        assert time.monotonic() < deadline, "the Gateway's request counters kept changing with no requests sent"
+        previous = samples
+
+
 def generator_info() -> dict:
     return serve.get_deployment_handle("Generator", app_name="expert").info.remote().result()
 
@@ -66,7 +89,7 @@ def in_step_with_the_engine(samples: Samples) -> bool:
 
 
 def test_metrics_count_requests_tokens_retrieval_and_latency(client, app):
-    before = settle(client, in_step_with_the_engine)
+    before = quiet(client)
     plain = client.post(CHAT, json={"model": "base", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8})
     adapter = client.post(CHAT, json={"model": "alpha", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6})
     rag = client.post(CHAT, json={"model": "base+rag", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8})
