@@ -71,6 +71,9 @@ def run_ray(
             batch_format="numpy",
             concurrency=settings.ray_embed_actors,
             num_cpus=settings.ray_actor_cpus,
+            # one embedder per node where it can: the nodes' CPUs add up, and losing a node
+            # loses one embedder, not the pool
+            scheduling_strategy="SPREAD",
         )
     )
     for batch in dataset.iter_batches(batch_size=settings.write_batch_chunks, batch_format="numpy"):

@@ -77,6 +77,7 @@ class ClusterState:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": self.token_path,
             "AWS_ENDPOINT_URL": self.s3_endpoint,
+            "MILVUS_URI": self.milvus_uri,  # for `--uri "$MILVUS_URI"` (a job's driver sees only what it is given)
             **services.S3_CREDENTIALS,
         }
 

@@ -50,7 +50,7 @@ def test_schemathesis_finds_nothing_with_every_check(app, tmp_path):
         str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "--no-color",
         "run", f"{app.base_url}/openapi.json", "--checks", "all",
         "-H", f"Authorization: Bearer {API_KEY}",
-        "--max-examples", "10", "--seed", "1", "--workers", "1", "--request-timeout", "120",
+        "--max-examples", "6", "--seed", "1", "--workers", "1", "--request-timeout", "120",
         "--max-failures", "20", "--report", "junit", "--report-dir", str(tmp_path),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
