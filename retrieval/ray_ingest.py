@@ -69,7 +69,8 @@ def run_ray(
             fn_constructor_kwargs={"embedder": embedder},
             batch_size=settings.ray_batch_size,
             batch_format="numpy",
-            concurrency=settings.ray_embed_actors,
+            # a fixed pool: `concurrency=n` is only a maximum in Ray Data 2.60 (the pool starts at one actor)
+            compute=ray.data.ActorPoolStrategy(size=settings.ray_embed_actors),
             num_cpus=settings.ray_actor_cpus,
             # one embedder per node where it can: the nodes' CPUs add up, and losing a node
             # loses one embedder, not the pool
