@@ -92,7 +92,9 @@ def main() -> None:
                 save_strategy="no",
                 report_to=[],
                 use_cpu=True,
-                ddp_backend="gloo",  # used only when launched by torchrun
+                # only under torchrun: accelerate treats any backend as "distributed" and asks a
+                # process group that a single process never creates
+                ddp_backend="gloo" if "LOCAL_RANK" in os.environ else None,
                 seed=recipe.seed,
                 dataloader_num_workers=0,
             ),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import jsonschema
 import ray.autoscaler
+from ray.autoscaler._private.fake_multi_node.node_provider import FakeMultiNodeProvider
 
 from tests.cluster.definitions import CLUSTER_DIR, LOCAL_AUTOSCALER, load, prepared_launcher
 
@@ -16,7 +18,9 @@ RAY_SCHEMA = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json
 def test_validates_against_rays_schema_and_preparation():
     jsonschema.validate(load(LOCAL_AUTOSCALER), RAY_SCHEMA)
     config = prepared_launcher(LOCAL_AUTOSCALER)
-    assert config["provider"]["module"].endswith("fake_multi_node.node_provider.FakeMultiNodeProvider")
+    module, _, name = config["provider"]["module"].rpartition(".")
+    provider = getattr(importlib.import_module(module), name)  # what the autoscaler imports
+    assert issubclass(provider, FakeMultiNodeProvider)
 
 
 def test_node_types_mirror_aws_with_gpus_as_custom_resources_only():
