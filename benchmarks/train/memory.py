@@ -3,7 +3,7 @@
 Two measurements, each variant in a fresh process, one after the other:
 
 * ``strategies``: a Phi-3 of about 1B parameters with random weights (hidden 2048, 16 layers,
-  intermediate 5632, vocab 32064, fp32; built once under the cache folder), 2 Ray Train
+  intermediate 5632, the offline tokenizer's vocabulary of 49,152, fp32; built once under the cache folder), 2 Ray Train
   workers, 2 steps of micro-batch 1 x ``--seq-len`` tokens: LoRA ZeRO-2, LoRA ZeRO-3
   (sharded loading through HfDeepSpeedConfig), QLoRA ZeRO-2, QLoRA ZeRO-3 (4-bit weights in
   fp32 storage, sharded by ``deepspeed.initialize``); ZeRO-3 with
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = "train/recipes/cpu-demo.yaml"
 DATA = "train/examples/parts-catalogue.jsonl"
 SHAPE_1B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
-                num_key_value_heads=16, vocab_size=32064, max_position_embeddings=4096,
+                num_key_value_heads=16, max_position_embeddings=4096,
                 original_max_position_embeddings=4096, tie_word_embeddings=False)
 STRATEGIES = {
     "lora-zero2": ["model.quantization=none", "deepspeed.zero_stage=2"],
@@ -48,7 +48,7 @@ def random_1b_model() -> Path:
     from modeling import ModelSettings, load_tokenizer
     from modeling.paths import cache_dir
 
-    folder = cache_dir() / "bench-phi3-1b-random"
+    folder = cache_dir() / "bench-phi3-1b-random-v2"
     if (folder / "config.json").is_file():
         return folder
     import torch
@@ -56,7 +56,9 @@ def random_1b_model() -> Path:
 
     tokenizer = load_tokenizer(ModelSettings())
     torch.manual_seed(0)
-    config = Phi3Config(**SHAPE_1B, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    # the vocabulary is the tokenizer's (49,152 for the offline model, not Phi-3's 32,064): the data's
+    # token ids must all have an embedding row
+    config = Phi3Config(**SHAPE_1B, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                         bos_token_id=tokenizer.bos_token_id)
     Phi3ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
