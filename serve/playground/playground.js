@@ -264,18 +264,27 @@ function setBusy(busy) {
   $("#compare").disabled = busy;
 }
 
-async function ask(event) {
-  event.preventDefault();
-  if (state.busy) return;
+// What ask and compare both do first: read the controls (a bad value is shown, nothing is sent),
+// clear the last error and show the view the answers go to.
+function begin({ compareView }) {
   let settings;
   try {
     settings = readSettings();
   } catch (error) {
-    return showError(error.message);
+    showError(error.message);
+    return null;
   }
   showError("");
-  $("#single").hidden = false;
-  $("#compare-view").hidden = true;
+  $("#single").hidden = compareView;
+  $("#compare-view").hidden = !compareView;
+  return settings;
+}
+
+async function ask(event) {
+  event.preventDefault();
+  if (state.busy) return;
+  const settings = begin({ compareView: false });
+  if (!settings) return;
   const model = $("#route").value || "base" + RAG;
   $("#answer-route").textContent = $("#route").selectedOptions[0]?.textContent || model;
   const view = $("#single");
@@ -290,15 +299,8 @@ async function ask(event) {
 
 async function compare() {
   if (state.busy || !$("#ask-form").reportValidity()) return;
-  let settings;
-  try {
-    settings = readSettings();
-  } catch (error) {
-    return showError(error.message);
-  }
-  showError("");
-  $("#single").hidden = true;
-  $("#compare-view").hidden = false;
+  const settings = begin({ compareView: true });
+  if (!settings) return;
   const adapter = $("#compare-adapter").value;
   const models = { base: "base", rag: "base" + RAG, finetuned: adapter, hybrid: adapter && adapter + RAG };
   const view = $("#compare-view");
