@@ -103,6 +103,9 @@ def _in_list(field: str, values: Iterable[str]) -> str:
     return f"{field} in [{', '.join(quote_string(v) for v in values)}]"
 
 
+_COLLECTION_NOT_LOADED = 101  # Milvus' error code for a search/query on a released collection
+
+
 class MilvusStore:
     """One knowledge base = a chunk collection + its manifest collection."""
 
@@ -143,6 +146,21 @@ class MilvusStore:
                 self._client.load_collection(name)
             self._loaded = True
 
+    def _read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A read (``query``, ``search``...) that reloads the collections once if Milvus released them.
+
+        A restarted Milvus server comes back with every collection released, and a long-lived
+        store (a Serve Retriever replica) would fail every search from then on; it loads them
+        again and retries once instead."""
+        try:
+            return getattr(self._client, method)(*args, **kwargs)
+        except MilvusException as exc:
+            if exc.code != _COLLECTION_NOT_LOADED and "released" not in str(exc.message):
+                raise
+        self._loaded = False
+        self._load()
+        return getattr(self._client, method)(*args, **kwargs)
+
     def require(self) -> None:
         if not self.exists():
             raise CollectionNotFoundError(
@@ -171,7 +189,7 @@ class MilvusStore:
             )
 
     def collection_info(self) -> ManifestEntry | None:
-        rows = self._client.query(self.manifest_collection, filter=_in_list("doc_id", [INFO_ROW_ID]), output_fields=MANIFEST_FIELDS)
+        rows = self._read("query", self.manifest_collection, filter=_in_list("doc_id", [INFO_ROW_ID]), output_fields=MANIFEST_FIELDS)
         return ManifestEntry(**rows[0]) if rows else None
 
     def drop(self) -> None:
@@ -207,15 +225,15 @@ class MilvusStore:
             self._client.flush(name)
 
     def count_chunks(self, expression: str = "") -> int:
-        rows = self._client.query(self.collection, filter=expression, output_fields=["count(*)"])
+        rows = self._read("query", self.collection, filter=expression, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def chunks(self, expression: str, limit: int = 16_384) -> list[dict[str, Any]]:
-        return self._client.query(self.collection, filter=expression, output_fields=CHUNK_OUTPUT_FIELDS, limit=limit)
+        return self._read("query", self.collection, filter=expression, output_fields=CHUNK_OUTPUT_FIELDS, limit=limit)
 
     def iter_chunks(self, expression: str = "chunk_index >= 0", batch_size: int = 2_000) -> Iterable[dict[str, Any]]:
         """Every chunk row matching ``expression``, in batches (no 16k query limit)."""
-        iterator = self._client.query_iterator(self.collection, batch_size=batch_size, filter=expression,
+        iterator = self._read("query_iterator", self.collection, batch_size=batch_size, filter=expression,
                                                output_fields=CHUNK_OUTPUT_FIELDS)
         try:
             while batch := iterator.next():
@@ -250,7 +268,8 @@ class MilvusStore:
         """Manifest rows of the given documents (all documents when ``doc_ids`` is None)."""
         rows: list[dict[str, Any]] = []
         if doc_ids is None:
-            iterator = self._client.query_iterator(
+            iterator = self._read(
+                "query_iterator",
                 self.manifest_collection, batch_size=5_000, filter=f"doc_id != {quote_string(INFO_ROW_ID)}",
                 output_fields=MANIFEST_FIELDS,
             )
@@ -261,7 +280,7 @@ class MilvusStore:
                 iterator.close()
         else:
             for batch in _batches(list(doc_ids)):
-                rows.extend(self._client.query(self.manifest_collection, filter=_in_list("doc_id", batch), output_fields=MANIFEST_FIELDS))
+                rows.extend(self._read("query", self.manifest_collection, filter=_in_list("doc_id", batch), output_fields=MANIFEST_FIELDS))
         return {row["doc_id"]: ManifestEntry(**{k: row[k] for k in MANIFEST_FIELDS}) for row in rows if row["doc_id"] != INFO_ROW_ID}
 
     # ---- search ------------------------------------------------------------------------------
@@ -277,12 +296,14 @@ class MilvusStore:
         """Raw Milvus hits (dicts with id, distance, entity), best first."""
         try:
             if mode == "dense":
-                result = self._client.search(
+                result = self._read(
+                    "search",
                     self.collection, data=[query_vector], anns_field="dense", limit=limit,
                     filter=expression, output_fields=CHUNK_OUTPUT_FIELDS,
                 )
             elif mode == "bm25":
-                result = self._client.search(
+                result = self._read(
+                    "search",
                     self.collection, data=[query_text], anns_field="sparse", limit=limit,
                     filter=expression, output_fields=CHUNK_OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
                 )
@@ -297,7 +318,7 @@ class MilvusStore:
                     if settings.ranker == "rrf"
                     else WeightedRanker(settings.dense_weight, settings.bm25_weight)
                 )
-                result = self._client.hybrid_search(self.collection, requests, ranker, limit=limit, output_fields=CHUNK_OUTPUT_FIELDS)
+                result = self._read("hybrid_search", self.collection, requests, ranker, limit=limit, output_fields=CHUNK_OUTPUT_FIELDS)
         except MilvusException as exc:
             raise StoreError(f"Milvus {mode} search on '{self.collection}' failed: {exc}") from exc
         return list(result[0]) if result else []

@@ -21,18 +21,38 @@ FACTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory, embedder):  # noqa: ANN001, ANN201
+def _ingested(uri: str, root: Path, embedder):  # noqa: ANN001, ANN202
     from retrieval.api import Retriever
 
-    root = tmp_path_factory.mktemp("search")
     corpus = write_corpus(root / "docs")
     for name, text in FACTS.items():
         (corpus / name).write_text(text)
-    retriever = Retriever(collection="kb", uri=str(root / "m.db"), embedder=embedder)
-    retriever.ingest([corpus])
+    retriever = Retriever(collection="kb", uri=uri, embedder=embedder)
+    retriever.ingest([corpus], source_root=root)
+    return retriever
+
+
+@pytest.fixture(scope="module")
+def kb_embedded(tmp_path_factory: pytest.TempPathFactory, embedder):  # noqa: ANN001, ANN201
+    root = tmp_path_factory.mktemp("search")
+    retriever = _ingested(str(root / "m.db"), root, embedder)
     yield retriever
     retriever.close()
+
+
+@pytest.fixture(scope="module")
+def kb_server(tmp_path_factory: pytest.TempPathFactory, embedder, milvus_server):  # noqa: ANN001, ANN201
+    root = tmp_path_factory.mktemp("search-server")
+    retriever = _ingested(milvus_server.uri, root, embedder)
+    yield retriever
+    retriever.store._client.drop_collection("kb")  # the server is shared by the session
+    retriever.close()
+
+
+@pytest.fixture(scope="module", params=["embedded", "server"])
+def kb(request):  # noqa: ANN001, ANN201
+    """Every search test runs on Milvus Lite in-process and on the Milvus server over gRPC."""
+    return request.getfixturevalue(f"kb_{request.param}")
 
 
 def _names(hits) -> list[str]:  # noqa: ANN001
@@ -108,3 +128,15 @@ def test_unknown_field_and_mode_errors(kb) -> None:  # noqa: ANN001
         kb.search("x", filters=["author=bob"])
     with pytest.raises(RetrievalError, match="unknown search mode 'fuzzy'"):
         kb.search("x", mode="fuzzy")
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+@pytest.mark.parametrize("filters", [None, ["meta.region=EMEA"], {"file_type": "markdown"}])
+def test_the_milvus_server_answers_exactly_as_embedded_milvus(kb_embedded, kb_server, mode: str, filters) -> None:  # noqa: ANN001
+    """Same chunks, same BM25 function, same hybrid_search and JSON filters: same hits and scores."""
+    query = "customer revenue in EMEA and the laptop code ZX-4411"
+    embedded = kb_embedded.search(query, mode=mode, top_k=6, filters=filters)
+    served = kb_server.search(query, mode=mode, top_k=6, filters=filters)
+    assert embedded, "the query must find something for the comparison to mean anything"
+    assert [h.chunk_id for h in served] == [h.chunk_id for h in embedded]
+    assert [h.score for h in served] == pytest.approx([h.score for h in embedded], rel=1e-5)
