@@ -350,7 +350,6 @@ class GenerationEngine:
             self.stats.kv_used_bytes += need
             seq.sampler = RowSampler(seq.params, self.device)
             seq.text = TextAssembler(self.tokenizer, seq.params.stop)
-            seq.computed = self.prefix_cache.restore(seq.adapter, seq.prompt, seq.kv)
             seq.admitted_at = time.monotonic()
             self._running.append(seq)
 
@@ -384,6 +383,9 @@ class GenerationEngine:
             if room <= 0:
                 break
             if not seq.prefilled:
+                if not seq.looked_up:  # as late as possible: a burst of RAG prompts admitted together
+                    seq.looked_up = True  # reuses what the first of them computed in the steps before
+                    seq.computed = self.prefix_cache.restore(seq.adapter, seq.prompt, seq.kv)
                 take = min(len(seq.prompt) - seq.computed, room)
                 plan.append((seq, take))
                 room -= take
@@ -418,8 +420,7 @@ class GenerationEngine:
                 if not seq.prefilled:
                     seq.computed += count
                     self.stats.prompt_tokens += count
-                    if seq.prefilled:
-                        self.prefix_cache.store(seq.adapter, seq.prompt, seq.kv)
+                    self.prefix_cache.store(seq.adapter, seq.prompt, seq.kv)  # the full blocks so far
             for seq, token in zip(sampled, next_tokens(logits, [s.sampler for s in sampled])):
                 self._accept(seq, token)
         except Exception as exc:  # noqa: BLE001 - fail the rows of this step, keep serving the others

@@ -67,6 +67,7 @@ class Sequence:
     sampler: RowSampler | None = None
     text: TextAssembler | None = None
     computed: int = 0  # prompt tokens whose keys/values are cached
+    looked_up: bool = False  # the prefix cache was asked for this prompt (just before its first chunk)
     generated: list[int] = field(default_factory=list)
     reserved_bytes: int = 0
     cancelled: bool = False  # set from the caller's thread; the engine drops the row at its next step

@@ -219,6 +219,34 @@ def test_prefix_reuse_gives_the_same_answers_and_skips_the_shared_prompt(real_ho
     assert answers[0] == answers[64]
 
 
+def test_a_burst_of_prompts_admitted_together_reuses_the_prefix_the_first_one_computed(real_host, builtin_tokenizer):
+    """RAG traffic comes in bursts: the cache is consulted just before a prompt's first chunk,
+    so prompts queued behind the first one's chunked prefill start from its shared blocks."""
+    system = "You are a careful assistant for a wind-turbine maker. Answer briefly and cite the manuals you used."
+    prompts = [
+        encode_chat(builtin_tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": q}])
+        for q in QUESTIONS[1:4]
+    ]
+    params = GenerationParams(max_new_tokens=6)
+
+    async def burst(engine):
+        return [r.text for r in await asyncio.gather(*(engine.generate(p, params) for p in prompts))]
+
+    answers, stats = {}, {}
+    for cache_mb in (0, 64):  # 32 prompt tokens per step: the prompts are prefilled one after another
+        engine = GenerationEngine(real_host, builtin_tokenizer, EngineSettings(prefix_cache_mb=cache_mb, max_step_tokens=32))
+        try:
+            answers[cache_mb] = asyncio.run(burst(engine))
+            stats[cache_mb] = engine.snapshot()
+        finally:
+            engine.stop()
+    shared = len(builtin_tokenizer(system)["input_ids"])
+    assert stats[0]["prefix_hit_tokens"] == 0
+    assert stats[64]["prefix_hit_tokens"] >= 2 * (shared // 16) * 16 > 0
+    assert stats[64]["prompt_tokens"] == sum(map(len, prompts)) - stats[64]["prefix_hit_tokens"]
+    assert answers[0] == answers[64]
+
+
 def test_a_cancelled_request_frees_its_row_at_the_next_step(tiny_engine_factory, builtin_tokenizer):
     engine = tiny_engine_factory()
     prompt = encode_chat(builtin_tokenizer, [{"role": "user", "content": "Go on forever."}])
