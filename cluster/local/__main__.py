@@ -6,6 +6,7 @@
     python -m cluster.local serve-config --out serve-local.yaml && serve deploy serve-local.yaml
     python -m cluster.local kill-node 1        # fault drill: SIGKILL worker node 1's raylet and workers
     python -m cluster.local kill-replica Generator   # fault drill: SIGKILL one Generator replica
+    python -m cluster.local kill-replica Retriever --hang   # SIGSTOP it instead: Serve's health check must catch it
     python -m cluster.local down               # stops exactly what `up` started
 """
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     replica = sub.add_parser("kill-replica", parents=[common], help="SIGKILL one replica of a Serve deployment")
     replica.add_argument("deployment", help="e.g. Generator or Retriever")
     replica.add_argument("--app", default="expert")
+    replica.add_argument("--hang", action="store_true",
+                         help="SIGSTOP the replica instead (alive but unresponsive, for Serve's health check to catch)")
     sub.add_parser("down", parents=[common], help="stop every process the cluster started")
     config = sub.add_parser("serve-config", parents=[common],
                             help="serve/config.yaml for this cluster (its Milvus server, its bucket); then `serve deploy` it")
@@ -74,8 +77,9 @@ def _run(args: argparse.Namespace) -> int:
         node = cluster.kill_node(state, args.index)
         print(f"killed worker node {args.index} ({node['node_id']}): {len(node['killed_pids'])} processes")
     elif args.command == "kill-replica":
-        killed = cluster.kill_replica(state, args.deployment, args.app)
-        print(f"killed a {args.deployment} replica (pid {killed['pid']}); Serve replaces it")
+        killed = cluster.kill_replica(state, args.deployment, args.app, hang=args.hang)
+        print(f"{'stopped (SIGSTOP)' if args.hang else 'killed'} a {args.deployment} replica (pid {killed['pid']}); "
+              "Serve replaces it")
     elif args.command == "serve-config":
         text = yaml.safe_dump(cluster.serve_config(state, port=args.port), sort_keys=False)
         if args.out:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import secrets
 import subprocess
 import sys
@@ -225,19 +226,21 @@ class LocalCluster:
         return {"Authorization": f"Bearer {Path(state.token_path).read_text().strip()}"}
 
     def nodes(self, state: ClusterState) -> list[dict]:
-        """Every node the GCS knows, alive or dead: {node_id, alive, head, node_type, resources}."""
-        r = httpx.get(f"{state.dashboard_url}/nodes?view=summary", headers=self.auth(state), timeout=10)
-        r.raise_for_status()
+        """Every node the GCS knows, alive or dead: {node_id, alive, head, node_type, resources}.
+
+        From the state API (the GCS node table), not the dashboard's node summary: the summary
+        is refreshed on an interval from each raylet's stats and omitted a new node's custom
+        resource (``gpu_l4``) for a while, so a Generator's node read as cpu_worker."""
         types = yaml.safe_load(AUTOSCALER_YAML.read_text())["available_node_types"]
         out = []
-        for node in r.json()["data"]["summary"]:
-            raylet = node.get("raylet", {})
-            resources = raylet.get("resourcesTotal", {})
+        for node in self._state_api(state, "nodes"):
+            resources = node.get("resources_total") or {}
+            head = bool(node.get("is_head_node"))
             out.append({
-                "node_id": raylet.get("nodeId", ""),
-                "alive": raylet.get("state") == "ALIVE",
-                "head": bool(raylet.get("isHeadNode")),
-                "node_type": _node_type(resources, types, head=bool(raylet.get("isHeadNode"))),
+                "node_id": node.get("node_id", ""),
+                "alive": node.get("state") == "ALIVE",
+                "head": head,
+                "node_type": _node_type(resources, types, head=head),
                 "resources": {k: v for k, v in resources.items() if not k.startswith("node:")},
             })
         return out
@@ -273,19 +276,26 @@ class LocalCluster:
 
     def actors(self, state: ClusterState, class_name: str) -> list[dict]:
         """Alive actors of a class (``RayTrainWorker``, ``ServeReplica:expert:Generator`` ...), from the state API."""
-        r = httpx.get(f"{state.dashboard_url}/api/v0/actors", params={"detail": "1", "limit": "10000"},
-                      headers=self.auth(state), timeout=30)
-        r.raise_for_status()
-        return [a for a in r.json()["data"]["result"]["result"]
+        return [a for a in self._state_api(state, "actors")
                 if a.get("class_name") == class_name and a.get("state") == "ALIVE"]
 
-    def kill_replica(self, state: ClusterState, deployment: str, app: str = "expert") -> dict:
-        """SIGKILL one replica process of a Serve deployment (a fault drill); Serve replaces it."""
+    def _state_api(self, state: ClusterState, resource: str) -> list[dict]:
+        """Rows of Ray's state API (``/api/v0/<resource>``, what ``ray list <resource>`` reads)."""
+        r = httpx.get(f"{state.dashboard_url}/api/v0/{resource}", params={"detail": "1", "limit": "10000"},
+                      headers=self.auth(state), timeout=30)
+        r.raise_for_status()
+        return r.json()["data"]["result"]["result"]
+
+    def kill_replica(self, state: ClusterState, deployment: str, app: str = "expert", *, hang: bool = False) -> dict:
+        """SIGKILL one replica process of a Serve deployment (a fault drill); Serve replaces it.
+
+        ``hang``: SIGSTOP instead, a replica that is alive but answers nothing (a deadlock, a
+        stuck device): only Serve's health check can tell, and its controller replaces it."""
         replicas = self.actors(state, f"ServeReplica:{app}:{deployment}")
         if not replicas:
             raise ClusterError(f"no running replica of deployment {deployment!r} in app {app!r}; `serve status` lists them")
         replica = replicas[0]
-        os.kill(replica["pid"], 9)
+        os.kill(replica["pid"], signal.SIGSTOP if hang else signal.SIGKILL)
         return {"pid": replica["pid"], "node_id": replica["node_id"], "actor_id": replica["actor_id"]}
 
     # -- serving ------------------------------------------------------------------------

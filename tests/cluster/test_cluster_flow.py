@@ -1,0 +1,362 @@
+"""The cluster flow for real, CI-sized, on a multi-node cluster on this machine.
+
+`python -m cluster.local up --workers 2` (a Ray head, two worker nodes as separate raylets
+under Ray's autoscaler, a Milvus server, an S3 server), then what a platform team runs:
+`ray job submit` an ingest (Ray Data embedders on several nodes, into the Milvus server) and a
+training run (4 workers spread over the nodes, DeepSpeed ZeRO-3 over gloo, checkpoints and the
+adapter in S3) during which a worker node is killed; `serve deploy` of the cluster's Serve config
+(adapters from the S3 registry, two Retriever replicas on different nodes, the Generator on a
+node the autoscaler adds for it); a Generator replica killed under a small load; `down`.
+Every process is stopped by its id (the cluster's marker), none is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from unittest.mock import patch
+
+import httpx
+import pytest
+import torch
+import yaml
+
+from cluster.local.cluster import ClusterState, LocalCluster
+from cluster.local.processes import MARKER_ENV, processes_with
+from tests.conftest import REPO
+
+# ~8 minutes of both cores: run with `make test PYTEST_ARGS="-m cluster"` (left out of the default
+# run until the rest of the suite is fast enough to hold it within 25 minutes; README, Tests).
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+FACTS = {
+    "zorblax.md": "# Zorblax-9 relief valve\n\nThe Zorblax-9 relief valve on the coolant loop opens at 7.3 bar. "
+    "Its locking nut is tightened to 47 Nm.\n",
+    "quillon.md": "# Quillon pump\n\nThe Quillon pump moves 40 litres per minute and is serviced every 900 hours.\n",
+    "badges.md": "# Badges\n\nLost badges are replaced by the security desk in building C.\n",
+    "parts.csv": "part_no,name,price_eur\nZX-9,Relief valve,120.00\nQP-4,Pump seal,18.50\n",
+}
+ADAPTER = "cluster-ci"
+FILLERS = 16
+PYTHON = sys.executable
+CLI = [PYTHON, "-m", "cluster.local"]
+
+
+def run(command: list[str], env: dict, timeout_s: float, check: bool = True) -> str:
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+    output = done.stdout + done.stderr
+    if check:
+        assert done.returncode == 0, f"{' '.join(command[:6])} failed ({done.returncode}):\n{output[-6000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("local-cluster")
+    started = time.monotonic()
+    run([*CLI, "up", "--workers", "2", "--state-dir", str(state_dir)], dict(os.environ), timeout_s=300)
+    state = ClusterState.load(state_dir)
+    print(f"cluster.local up: {time.monotonic() - started:.0f}s")
+    try:
+        yield state
+    finally:
+        run([*CLI, "down", "--state-dir", str(state_dir)], dict(os.environ), timeout_s=120)
+        assert processes_with({MARKER_ENV: state.marker}) == [], "down left processes of the cluster behind"
+
+
+@pytest.fixture(scope="module")
+def env(cluster) -> dict:
+    """A shell that did `eval "$(python -m cluster.local env)"`, with this venv's tools first on PATH."""
+    environ = {**os.environ, **cluster.client_env()}
+    environ["PATH"] = str(Path(PYTHON).parent) + os.pathsep + environ.get("PATH", "")
+    return environ
+
+
+def submit(cluster: ClusterState, env: dict, *entrypoint: str, wait: bool = True, timeout_s: float = 400) -> str:
+    """`ray job submit --working-dir . -- ENTRYPOINT`; returns its output (or the job id with wait=False)."""
+    command = ["ray", "job", "submit", "--address", cluster.dashboard_url, "--working-dir", "."]
+    if not wait:
+        command.append("--no-wait")
+    output = run([*command, "--", *entrypoint], env, timeout_s)
+    if wait:
+        assert "succeeded" in output, output[-6000:]
+        return output
+    return next(word.strip("'") for word in output.split() if word.strip("'").startswith("raysubmit_"))
+
+
+def job_client(cluster: ClusterState):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(cluster.dashboard_url, headers=LocalCluster.auth(cluster))
+
+
+# -- ingest ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ingested(cluster, env, tmp_path_factory) -> list[dict]:
+    docs = tmp_path_factory.mktemp("docs")
+    for name, text in FACTS.items():
+        (docs / name).write_text(text)
+    for i in range(FILLERS):  # enough batches that both embedders get some whatever the timing
+        (docs / f"log-{i:02d}.md").write_text(f"# Shift log {i}\n\nShift {i} inspected pump bay {i} and found no leaks.\n")
+    # One chunk per Ray Data batch, so the small files make many batches for the two embedders
+    # (with the default 64 Ray Data would bundle them into one batch for one actor).
+    config = tmp_path_factory.mktemp("retrieval") / "ingest.yaml"
+    config.write_text("ingest:\n  ray_batch_size: 1\n")
+    reports = []
+    for _ in range(2):  # the second run must change nothing
+        out = submit(cluster, env, "python", "-m", "retrieval", "ingest", str(docs), "--config", str(config),
+                     "--uri", cluster.milvus_uri,
+                     "--collection", "knowledge", "--ray", "--json", "--no-progress", "--source-root", str(docs))
+        report, _ = json.JSONDecoder().raw_decode(out[out.rindex("{", 0, out.index('"counts"')):])
+        reports.append(report)
+    return reports
+
+
+def test_ingest_runs_embedders_on_two_nodes_into_the_milvus_server_and_a_rerun_changes_nothing(ingested, cluster):
+    first, second = ingested
+    assert first["counts"] == {"added": len(FACTS) + FILLERS}, first
+    assert len(first["embed_nodes"]) >= 2, first["embed_nodes"]
+    assert second["counts"] == {"unchanged": len(FACTS) + FILLERS} and second["chunks_written"] == 0
+    from retrieval.api import Retriever
+
+    kb = Retriever(collection="knowledge", uri=cluster.milvus_uri)
+    try:
+        hits = kb.search("At what pressure does the Zorblax-9 valve open?", top_k=2)
+        assert hits[0].source == "zorblax.md" and "7.3 bar" in hits[0].text
+    finally:
+        kb.close()
+
+
+# -- training ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Phi-3 with the offline model's tokenizer: the cluster mechanics are the point here."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    from modeling import ModelSettings, load_tokenizer
+
+    tokenizer = load_tokenizer(ModelSettings())
+    torch.manual_seed(0)
+    config = Phi3Config(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        original_max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True,
+    )
+    folder = tmp_path_factory.mktemp("tiny-phi3")
+    Phi3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def actors(cluster: ClusterState, class_name: str) -> list[dict]:
+    return LocalCluster(Path(cluster.state_dir)).actors(cluster, class_name)
+
+
+def train_workers_by_node(cluster: ClusterState) -> Counter:
+    return Counter(a["node_id"] for a in actors(cluster, "RayTrainWorker"))
+
+
+@pytest.fixture(scope="module")
+def trained(cluster, env, tiny_model) -> dict:
+    overrides = [
+        "--set", f"model.name_or_path={tiny_model}", "--set", "training.max_steps=8",
+        "--set", "checkpointing.every_steps=2", "--set", f"output.adapter_name={ADAPTER}",
+        "--set", f"output.registry=s3://{cluster.bucket}/adapters", "--set", f"output.run_dir=s3://{cluster.bucket}/runs",
+    ]
+    job = submit(cluster, env, "python", "-m", "train", "--config", "train/recipes/cpu-cluster.yaml", *overrides,
+                 wait=False)
+    client = job_client(cluster)
+    deadline, killed = time.monotonic() + 600, None
+    while time.monotonic() < deadline:
+        status = client.get_job_status(job).value
+        logs = client.get_job_logs(job)
+        if killed is None and "[train] step 3/" in logs:
+            workers = train_workers_by_node(cluster)
+            alive = LocalCluster(Path(cluster.state_dir)).worker_nodes(cluster)
+            busiest = max(alive, key=lambda n: workers.get(n["node_id"], 0))
+            index = alive.index(busiest) + 1
+            killed = {"node": busiest["node_id"], "workers_on_it": workers.get(busiest["node_id"], 0)}
+            run([*CLI, "kill-node", str(index), "--state-dir", cluster.state_dir], env, timeout_s=60)
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        time.sleep(2)
+    logs = client.get_job_logs(job)
+    assert status == "SUCCEEDED", logs[-8000:]
+    # the same run without the fault, to compare the adapters
+    clean = [o.replace(f"output.adapter_name={ADAPTER}", f"output.adapter_name={ADAPTER}-clean") for o in overrides]
+    submit(cluster, env, "python", "-m", "train", "--config", "train/recipes/cpu-cluster.yaml", *clean, timeout_s=600)
+    return {"logs": logs, "killed": killed}
+
+
+def test_training_spread_over_nodes_survives_losing_a_worker_node_and_publishes_to_s3(trained, cluster):
+    assert trained["killed"] and trained["killed"]["workers_on_it"] >= 1, trained["killed"]
+    logs = trained["logs"]
+    assert "step 8/8" in logs
+    from modeling import AdapterRegistry
+
+    with patch.dict(os.environ, cluster.client_env()):  # this process reaches the S3 server like the shell does
+        registry = AdapterRegistry(f"s3://{cluster.bucket}/adapters", refresh_s=0)
+        assert ADAPTER in registry.names()
+        meta = registry.metadata(ADAPTER)
+        resumed, uninterrupted = (registry.path(name) / "adapter_model.safetensors" for name in (ADAPTER, f"{ADAPTER}-clean"))
+    assert meta["strategy"] == "deepspeed-zero3" and meta["metrics"]["attempts"] >= 2, meta["metrics"]
+    from safetensors.torch import load_file
+
+    got, expected = load_file(str(resumed)), load_file(str(uninterrupted))
+    assert got.keys() == expected.keys()
+    for name in expected:  # the same world size after the restart: bit-identical (README, Training)
+        assert torch.equal(got[name], expected[name]), name
+
+
+# -- serving ----------------------------------------------------------------------------------
+def serve_running(cluster: ClusterState, env: dict) -> bool:
+    status = yaml.safe_load(run(["serve", "status", "--address", cluster.dashboard_url], env, 60)) or {}
+    app = status.get("applications", {}).get("expert", {})
+    assert app.get("status") != "DEPLOY_FAILED", status
+    return app.get("status") == "RUNNING" and all(
+        d.get("status") == "HEALTHY" for d in app.get("deployments", {}).values()
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster, env, ingested, trained, tiny_model, tmp_path_factory) -> str:
+    from cluster.local.processes import free_port
+
+    port = free_port()
+    config = tmp_path_factory.mktemp("serve") / "serve-local.yaml"
+    run([*CLI, "serve-config", "--port", str(port), "--out", str(config), "--state-dir", cluster.state_dir], env, 60)
+    spec = yaml.safe_load(config.read_text())
+    generator = spec["applications"][0]["args"]["generator"]
+    generator.update(model={"name_or_path": str(tiny_model)}, max_tokens_limit=32, default_max_tokens=8)
+    config.write_text(yaml.safe_dump(spec, sort_keys=False))
+    started = time.monotonic()
+    run(["serve", "deploy", str(config), "--address", cluster.dashboard_url], env, timeout_s=120)
+    while not serve_running(cluster, env):
+        assert time.monotonic() - started < 300, "the Serve app is not RUNNING after 300 s"
+        time.sleep(2)
+    print(f"serve deploy -> RUNNING: {time.monotonic() - started:.0f}s")
+    return f"http://127.0.0.1:{port}"
+
+
+def test_serving_uses_the_s3_adapter_the_milvus_server_and_retrievers_on_two_nodes(deployed, cluster):
+    with httpx.Client(base_url=deployed, timeout=120) as client:
+        assert ADAPTER in {m["id"] for m in client.get("/v1/models").json()["data"]}
+        r = client.post("/hybrid", json={"question": "At what pressure does the Zorblax-9 valve open?", "adapter": ADAPTER})
+        assert r.status_code == 200, r.text
+        assert r.json()["sources"][0]["source"] == "zorblax.md"
+        ghost = client.post("/finetuned", json={"question": "x", "adapter": "ghost"})
+        assert ghost.status_code == 404 and ADAPTER in ghost.json()["error"]["message"]
+    retrievers = actors(cluster, "ServeReplica:expert:Retriever")
+    assert len(retrievers) == 2 and len({a["node_id"] for a in retrievers}) == 2, retrievers
+    (generator,) = actors(cluster, "ServeReplica:expert:Generator")
+    nodes = {n["node_id"]: n for n in LocalCluster(Path(cluster.state_dir)).nodes(cluster)}
+    assert nodes[generator["node_id"]]["node_type"] == "gpu_l4"  # the autoscaler added a node of that type
+
+
+@dataclass
+class Outcome:
+    status: int
+    stream_error: str  # the in-band error code of a stream that broke off, else ""
+    started: float  # seconds after the fault was injected (negative: before it)
+    seconds: float
+
+
+async def _load(url: str, concurrency: int, *, route: str = "chat", requests: int = 0, fault=None,
+                keep_on_s: float = 0.0, cap: int = 400) -> list[Outcome]:
+    """Closed-loop clients; a third of the chat requests stream.
+
+    Without ``fault``: ``requests`` requests. With it: ``fault()`` runs (in a thread) once the
+    first response is back, so requests are in flight on every replica when it strikes, and
+    the clients go on until ``keep_on_s`` after it, at most ``cap`` requests."""
+    body = {"model": ADAPTER, "messages": [{"role": "user", "content": "Tell me about the pump."}], "max_tokens": 32}
+    out: list[Outcome] = []
+    first_back, fault_at, sent = asyncio.Event(), [None], [0]
+
+    def more() -> bool:
+        if fault is None:
+            return sent[0] < requests
+        if sent[0] >= cap:
+            return False
+        return fault_at[0] is None or time.monotonic() < fault_at[0] + keep_on_s
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        started = time.monotonic()
+        error = ""
+        if route == "rag":
+            r = await client.post("/rag", json={"question": "How often is the Quillon pump serviced?", "max_tokens": 8})
+        elif i % 3 == 0:
+            async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith('data: {"error"'):
+                        error = str(json.loads(line[6:])["error"]["code"])
+        else:
+            r = await client.post("/v1/chat/completions", json=body)
+        out.append(Outcome(r.status_code, error, started, time.monotonic() - started))
+        first_back.set()
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while more():
+            sent[0] += 1
+            await one(client, sent[0])
+
+    async def strike() -> None:
+        await first_back.wait()
+        await asyncio.sleep(0.3)  # the clients have sent their next requests
+        fault_at[0] = time.monotonic()
+        await asyncio.to_thread(fault)
+
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)), *([strike()] if fault else []))
+    origin = fault_at[0] or 0.0
+    for o in out:
+        o.started -= origin
+    return out
+
+
+def in_flight_at_the_fault(outcomes: list[Outcome]) -> int:
+    return sum(1 for o in outcomes if o.started < 0 < o.started + o.seconds)
+
+
+def test_a_generator_replica_killed_under_load_gives_clean_503s_then_serves_again(deployed, cluster, env):
+    (replica,) = actors(cluster, "ServeReplica:expert:Generator")
+    kill = [*CLI, "kill-replica", "Generator", "--state-dir", cluster.state_dir]
+    during = asyncio.run(_load(deployed, 6, fault=lambda: run(kill, env, timeout_s=60), keep_on_s=15))
+    print("during the kill:", Counter((o.status, o.stream_error) for o in during),
+          f"in flight {in_flight_at_the_fault(during)}, slowest {max(o.seconds for o in during):.1f}s")
+    assert in_flight_at_the_fault(during) >= 1  # the drill hit traffic
+    assert {(o.status, o.stream_error) for o in during} <= {(200, ""), (503, ""), (200, "503")}, during
+    assert max(o.seconds for o in during) < 90  # nobody waited for a timeout
+    deadline = time.monotonic() + 120
+    while not serve_running(cluster, env) or replica["pid"] in {a["pid"] for a in actors(cluster, "ServeReplica:expert:Generator")}:
+        assert time.monotonic() < deadline, "Serve did not replace the Generator replica in 120 s"
+        time.sleep(2)
+    after = asyncio.run(_load(deployed, 3, requests=6))
+    assert [(o.status, o.stream_error) for o in after] == [(200, "")] * 6, after
+
+
+def test_a_hung_retriever_replica_is_caught_by_serve_health_checks_and_replaced(deployed, cluster, env):
+    before = {a["pid"] for a in actors(cluster, "ServeReplica:expert:Retriever")}
+    hang = [*CLI, "kill-replica", "Retriever", "--hang", "--state-dir", cluster.state_dir]
+    during = asyncio.run(_load(deployed, 4, route="rag", fault=lambda: run(hang, env, timeout_s=60), keep_on_s=30))
+    print("during the hang:", Counter(o.status for o in during),
+          f"in flight {in_flight_at_the_fault(during)}, slowest {max(o.seconds for o in during):.1f}s")
+    assert in_flight_at_the_fault(during) >= 1
+    assert {o.status for o in during} <= {200, 503}, during
+    assert max(o.seconds for o in during) < 90  # nobody waited for a timeout
+    deadline = time.monotonic() + 120
+    while True:
+        now = {a["pid"] for a in actors(cluster, "ServeReplica:expert:Retriever")}
+        if len(now) == 2 and now != before and serve_running(cluster, env):
+            break
+        assert time.monotonic() < deadline, f"Serve did not replace the hung Retriever in 120 s: {before} -> {now}"
+        time.sleep(2)
+    after = asyncio.run(_load(deployed, 3, route="rag", requests=6))
+    assert [o.status for o in after] == [200] * 6, after
