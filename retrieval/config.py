@@ -7,11 +7,12 @@ instead of silently running with a default the user thought they had changed.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrieval.errors import ConfigError
 
@@ -58,11 +59,26 @@ class ChunkingConfig(_Strict):
         return self
 
 
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")
+
+
 class MilvusConfig(_Strict):
     uri: str = ""
     token: str = ""
     db_name: str = ""
-    collection: str = Field("knowledge", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    collection: str = "knowledge"
+
+    @field_validator("collection")
+    @classmethod
+    def _milvus_name(cls, name: str) -> str:
+        if not _COLLECTION_NAME.fullmatch(name):
+            suggestion = re.sub(r"[^A-Za-z0-9_]", "_", name)
+            suggestion = suggestion if re.match(r"[A-Za-z_]", suggestion) else f"_{suggestion}"
+            raise ValueError(
+                f"collection name {name!r} is not a Milvus collection name: use letters, digits and '_' "
+                f"(up to 201, not starting with a digit), e.g. {suggestion[:201]!r}"
+            )
+        return name
 
     def resolved_uri(self) -> str:
         """The URI to connect to: explicit value, else env var, else the Lite file in data/."""

@@ -34,3 +34,9 @@ def test_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     monkeypatch.setenv(URI_ENV, str(tmp_path / "env.db"))
     assert MilvusConfig().resolved_uri() == str(tmp_path / "env.db")
     assert MilvusConfig(uri="http://milvus:19530").resolved_uri() == "http://milvus:19530"
+
+
+def test_a_collection_name_milvus_refuses_says_what_to_use_instead() -> None:
+    with pytest.raises(ConfigError, match="collection name 'knowledge-drill' is not a Milvus collection name.*'knowledge_drill'"):
+        RetrievalConfig().with_overrides(milvus__collection="knowledge-drill")
+    assert RetrievalConfig().with_overrides(milvus__collection="knowledge_drill").milvus.collection == "knowledge_drill"
