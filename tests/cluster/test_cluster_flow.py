@@ -2,7 +2,8 @@
 
 `python -m cluster.local up --workers 2` (a Ray head, two worker nodes as separate raylets
 under Ray's autoscaler, a Milvus server, an S3 server), then what a platform team runs:
-`ray job submit` an ingest (Ray Data embedders on several nodes, into the Milvus server) and a
+`ray job submit` an ingest (Ray Data embedders on several nodes, into the Milvus server; again with a
+worker node killed while it writes, then rerun) and a
 training run (4 workers spread over the nodes, DeepSpeed ZeRO-3 over gloo, checkpoints and the
 adapter in S3) during which a worker node is killed; `serve deploy` of the cluster's Serve config
 (adapters from the S3 registry, two Retriever replicas on different nodes, the Generator on a
@@ -31,6 +32,7 @@ import yaml
 from cluster.local.cluster import ClusterState, LocalCluster
 from cluster.local.processes import MARKER_ENV, processes_with
 from tests.conftest import REPO
+from tests.retrieval.test_milvus_server import documents_done
 
 # ~8 minutes of both cores: run with `make test PYTEST_ARGS="-m cluster"` (left out of the default
 # run until the rest of the suite is fast enough to hold it within 25 minutes; README, Tests).
@@ -99,7 +101,7 @@ def job_client(cluster: ClusterState):
 
 # -- ingest ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ingested(cluster, env, tmp_path_factory) -> list[dict]:
+def ingested(cluster, env, tmp_path_factory) -> dict:
     docs = tmp_path_factory.mktemp("docs")
     for name, text in FACTS.items():
         (docs / name).write_text(text)
@@ -109,18 +111,32 @@ def ingested(cluster, env, tmp_path_factory) -> list[dict]:
     # (with the default 64 Ray Data would bundle them into one batch for one actor).
     config = tmp_path_factory.mktemp("retrieval") / "ingest.yaml"
     config.write_text("ingest:\n  ray_batch_size: 1\n")
-    reports = []
-    for _ in range(2):  # the second run must change nothing
+    def ingest(collection: str, wait: bool = True) -> dict | str:
         out = submit(cluster, env, "python", "-m", "retrieval", "ingest", str(docs), "--config", str(config),
-                     "--uri", cluster.milvus_uri,
-                     "--collection", "knowledge", "--ray", "--json", "--no-progress", "--source-root", str(docs))
-        report, _ = json.JSONDecoder().raw_decode(out[out.rindex("{", 0, out.index('"counts"')):])
-        reports.append(report)
+                     "--uri", cluster.milvus_uri, "--collection", collection, "--ray", "--json", "--no-progress",
+                     "--source-root", str(docs), wait=wait)
+        if not wait:
+            return out
+        return json.JSONDecoder().raw_decode(out[out.rindex("{", 0, out.index('"counts"')):])[0]
+
+    reports = {"first": ingest("knowledge"), "rerun": ingest("knowledge")}  # the rerun must change nothing
+    # the drill: a worker node killed while the embedders write, then the same command again
+    job, client, killed = ingest("knowledge_drill", wait=False), job_client(cluster), False
+    deadline = time.monotonic() + 300
+    while (status := client.get_job_status(job).value) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, "the drill's ingest did not end within 300 s"
+        if not killed and documents_done(cluster.milvus_uri, "knowledge_drill") >= 1:
+            LocalCluster(Path(cluster.state_dir)).kill_node(cluster, 1)  # in-process: the CLI's start-up is too slow
+            killed = True
+        time.sleep(0.1)
+    reports["drill"] = {"status": status, "killed_mid_ingest": killed,
+                        "done_before_rerun": documents_done(cluster.milvus_uri, "knowledge_drill")}
+    reports["drill_rerun"] = ingest("knowledge_drill")
     return reports
 
 
 def test_ingest_runs_embedders_on_two_nodes_into_the_milvus_server_and_a_rerun_changes_nothing(ingested, cluster):
-    first, second = ingested
+    first, second = ingested["first"], ingested["rerun"]
     assert first["counts"] == {"added": len(FACTS) + FILLERS}, first
     assert len(first["embed_nodes"]) >= 2, first["embed_nodes"]
     assert second["counts"] == {"unchanged": len(FACTS) + FILLERS} and second["chunks_written"] == 0
@@ -132,6 +148,18 @@ def test_ingest_runs_embedders_on_two_nodes_into_the_milvus_server_and_a_rerun_c
         assert hits[0].source == "zorblax.md" and "7.3 bar" in hits[0].text
     finally:
         kb.close()
+
+
+def test_a_node_killed_mid_ingest_then_a_rerun_ends_exactly_as_one_clean_run(ingested, cluster):
+    drill = ingested["drill"]
+    print("ingest drill:", drill, ingested["drill_rerun"]["counts"])
+    assert drill["killed_mid_ingest"], "the drill's ingest ended before a node could be killed"
+    from retrieval.api import Retriever
+    from tests.retrieval.corpus import snapshot
+
+    with Retriever(collection="knowledge", uri=cluster.milvus_uri) as clean, \
+            Retriever(collection="knowledge_drill", uri=cluster.milvus_uri) as drilled:
+        assert snapshot(drilled) == snapshot(clean)
 
 
 # -- training ----------------------------------------------------------------------------------
