@@ -418,9 +418,9 @@ class GenerationEngine:
             for seq, count in plan:
                 seq.kv.length += count
                 if not seq.prefilled:
+                    self.prefix_cache.store(seq.adapter, seq.prompt, seq.kv, since=seq.computed)  # the blocks it completed
                     seq.computed += count
                     self.stats.prompt_tokens += count
-                    self.prefix_cache.store(seq.adapter, seq.prompt, seq.kv)  # the full blocks so far
             for seq, token in zip(sampled, next_tokens(logits, [s.sampler for s in sampled])):
                 self._accept(seq, token)
         except Exception as exc:  # noqa: BLE001 - fail the rows of this step, keep serving the others

@@ -42,8 +42,10 @@ class PrefixCache:
     def enabled(self) -> bool:
         return self.budget > 0
 
-    def _keys(self, adapter: str | None, prompt: list[int], limit: int) -> list[Key]:
-        return [(adapter, tuple(prompt[:end])) for end in range(self.block, limit + 1, self.block)]
+    def _keys(self, adapter: str | None, prompt: list[int], limit: int, first: int = 0) -> list[tuple[int, Key]]:
+        """(block index, key) of the full blocks ``first``.. that end at or before token ``limit``."""
+        return [(end // self.block - 1, (adapter, tuple(prompt[:end])))
+                for end in range((first + 1) * self.block, limit + 1, self.block)]
 
     def restore(self, adapter: str | None, prompt: list[int], kv: SequenceKV) -> int:
         """Copy the longest cached prefix of ``prompt`` into ``kv``; return how many tokens it covers."""
@@ -51,7 +53,7 @@ class PrefixCache:
             return 0
         self.lookups += 1
         found: list[_Block] = []
-        for key in self._keys(adapter, prompt, len(prompt) - 1):  # keep >= 1 token to compute
+        for _, key in self._keys(adapter, prompt, len(prompt) - 1):  # keep >= 1 token to compute
             block = self._blocks.get(key)
             if block is None:
                 break
@@ -66,11 +68,14 @@ class PrefixCache:
         self.hit_tokens += covered
         return covered
 
-    def store(self, adapter: str | None, prompt: list[int], kv: SequenceKV) -> None:
-        """Remember the full blocks of a computed prompt (those not cached yet)."""
+    def store(self, adapter: str | None, prompt: list[int], kv: SequenceKV, since: int = 0) -> None:
+        """Remember the full blocks of a (partly) computed prompt that were not cached yet.
+
+        ``since``: how many prompt tokens were computed before this chunk; blocks that ended
+        by then were offered already (a chain key costs its whole prefix to build)."""
         if not self.enabled:
             return
-        for i, key in enumerate(self._keys(adapter, prompt, min(len(prompt), kv.length))):
+        for i, key in self._keys(adapter, prompt, min(len(prompt), kv.length), first=since // self.block):
             if key in self._blocks:
                 self._blocks.move_to_end(key)
                 continue
