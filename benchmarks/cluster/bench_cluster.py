@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.results_header import loads, machine_line, produced_by  # noqa: E402
 from benchmarks.retrieval.synthetic_corpus import write_corpus  # noqa: E402
 from cluster.local.cluster import ClusterState, LocalCluster  # noqa: E402
 from cluster.local.processes import free_port  # noqa: E402
@@ -415,14 +415,8 @@ def write_results(out: Path, command: str, r: dict, load_avg: tuple, elapsed: fl
     lines = [
         "# Cluster benchmark: node and replica loss, autoscaling, ingest over nodes (local multi-node cluster)",
         "",
-        "Produced by (from the repository root, nothing else of ours running):",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-        f"- Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; load average "
-        f"{'/'.join(f'{x:.1f}' for x in load_avg)} at the start. Every \"node\" is a separate raylet on this machine "
+        *produced_by(command),
+        machine_line() + f"{loads(load_avg)} at the start. Every \"node\" is a separate raylet on this machine "
         "(`python -m cluster.local up`: Ray's autoscaler v2 with the fake multi-node provider, a Milvus server, an S3 "
         "server), so nodes share the same two cores: speed-ups from more nodes are bounded by that.",
         "- Raw numbers: the JSON block at the end.",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -37,6 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from benchmarks.results_header import loads, machine_line, produced_by  # noqa: E402
 from modeling import AdapterHost, AdapterRegistry, GenerationParams, ModelSettings, encode_chat  # noqa: E402
 from modeling import load_base_model, load_tokenizer  # noqa: E402
 from modeling.engine import EngineSettings, GenerationEngine  # noqa: E402
@@ -233,14 +233,8 @@ def main() -> None:
     lines = [
         "# Engine measurements: decode rate against this CPU's limits, and prefix reuse",
         "",
-        "Produced by (from the repository root, nothing else of ours running):",
-        "",
-        "```bash",
-        command.strip(),
-        "```",
-        "",
-        f"- Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; load average "
-        f"{'/'.join(f'{x:.1f}' for x in load)} at the start. torch threads: {args.threads} (as in a CPU Generator replica).",
+        *produced_by(command.strip()),
+        machine_line() + f"{loads(load)} at the start. torch threads: {args.threads} (as in a CPU Generator replica).",
         f"- Model: `{settings.name_or_path}`, {params_total / 1e6:.0f}M parameters ({embedding / 1e6:.0f}M of them the "
         f"tied embedding / LM head), float32: {weight_bytes / 1e6:.0f} MB of weights read per decoding step.",
         "",

@@ -29,7 +29,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import shlex
 import signal
 import socket
@@ -57,6 +56,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.results_header import loads, machine_line, produced_by  # noqa: E402
 from tests.serve.corpus import build_collection  # noqa: E402 - the serving tests' knowledge base
 
 SUBJECTS = [
@@ -373,14 +373,8 @@ def write_results(out: Path, command: str, args, table: list[Run], extra: dict[s
     lines = [
         "# Serving benchmark: continuous batching vs the app before it vs a naive server",
         "",
-        "Produced by (from the repository root, nothing else of ours running):",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-        f"- Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU; load average "
-        f"(1/5/15 min) {'/'.join(f'{x:.1f}' for x in load[0])} at the start, {'/'.join(f'{x:.1f}' for x in load[1])} "
+        *produced_by(command),
+        machine_line() + f"(1/5/15 min) {loads(load[0])} at the start, {loads(load[1])} "
         "at the end (the machine is shared, so absolute numbers are noisy: read the ratios). All servers were up for "
         "the whole run and were driven in turn, cell by cell (the order rotated from cell to cell), never at the same time.",
         f"- Model: `{info['base_model']}` (135M-parameter Phi3ForCausalLM, float32) on `{info['device']}`; greedy "
