@@ -45,7 +45,7 @@ def kb_server(tmp_path_factory: pytest.TempPathFactory, embedder, milvus_server)
     root = tmp_path_factory.mktemp("search-server")
     retriever = _ingested(milvus_server.uri, root, embedder)
     yield retriever
-    retriever.store._client.drop_collection("kb")  # the server is shared by the session
+    retriever.store.drop()  # the server is shared by the session: both of its collections go
     retriever.close()
 
 
