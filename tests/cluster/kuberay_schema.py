@@ -172,6 +172,7 @@ WORKER_GROUP_SPEC = closed(
         "minReplicas": {"type": "integer", "minimum": 0},
         "maxReplicas": {"type": "integer", "minimum": 0},
         "idleTimeoutSeconds": {"type": "integer", "minimum": 0},
+        "labels": STRING_MAP,  # Ray node labels of the group's pods (KubeRay 1.5+; in the shared CRDs)
         "rayStartParams": STRING_MAP,
         "template": POD_TEMPLATE_SPEC,
         "scaleStrategy": closed({"workersToDelete": STRINGS}),
