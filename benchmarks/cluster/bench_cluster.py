@@ -232,6 +232,8 @@ class Load:
                     except httpx.HTTPError as exc:
                         status = type(exc).__name__
                     self.records.append(Request(started, time.monotonic(), status))
+                    if status != 200:
+                        await asyncio.sleep(0.5)  # a client backs off instead of spinning on a failing endpoint
             await asyncio.gather(*(worker() for _ in range(self.clients)))
 
 
@@ -277,8 +279,8 @@ def l4_nodes(cluster: LocalCluster, state: ClusterState) -> int:
     return sum(1 for n in cluster.nodes(state) if n["alive"] and n["node_type"] == "gpu_l4")
 
 
-def measure_replica_loss(cluster: LocalCluster, state: ClusterState, clients: int) -> dict:
-    url = deploy(state, {"num_replicas": 2, "autoscaling_config": None}, free_port())
+def measure_replica_loss(cluster: LocalCluster, state: ClusterState, clients: int, port: int) -> dict:
+    url = deploy(state, {"num_replicas": 2, "autoscaling_config": None}, port)
     time.sleep(5)
     with Load(url, clients, 32) as load:
         time.sleep(20)
@@ -307,12 +309,16 @@ def measure_replica_loss(cluster: LocalCluster, state: ClusterState, clients: in
     }
 
 
-def measure_autoscaling(cluster: LocalCluster, state: ClusterState, clients: int) -> dict:
-    url = deploy(state, {"num_replicas": "auto"}, free_port())
-    settle = time.monotonic()
-    while running_replicas(state) > 1 or l4_nodes(cluster, state) > 1:  # settle on one replica and one node
+def measure_autoscaling(cluster: LocalCluster, state: ClusterState, clients: int, port: int) -> dict:
+    url = deploy(state, {"num_replicas": "auto"}, port)
+    settle, seen = time.monotonic(), []
+    while (now := (running_replicas(state), l4_nodes(cluster, state))) != (1, 1):  # one replica, one node
+        if not seen or seen[-1][1:] != now:  # what changed and when, for the error below
+            seen.append((round(time.monotonic() - settle), *now))
         if time.monotonic() - settle > 300:
-            raise TimeoutError("the Generator did not settle on 1 replica and 1 gpu_l4 node within 300 s")
+            status = sh([str(Path(BIN) / "ray"), "status", "-v", "--address", state.ray_address], shell_env(state), 60)
+            raise TimeoutError(f"the Generator did not settle on 1 replica and 1 gpu_l4 node within 300 s; "
+                               f"(seconds, replicas, gpu_l4 nodes) seen: {seen}; ray status:\n{status[-3000:]}")
         time.sleep(2)
     events: dict[str, float] = {}
     start = time.monotonic()
@@ -345,6 +351,7 @@ def measure_autoscaling(cluster: LocalCluster, state: ClusterState, clients: int
 
 def measure_on_one_cluster(results: dict, done, args: argparse.Namespace) -> None:
     """Training with a node loss, replica loss and autoscaling, on one 2-worker cluster."""
+    port = free_port()  # Serve's HTTP port is fixed by the first deploy on a cluster: every redeploy keeps it
     with local_cluster(2) as (cluster, state):
         if "training" not in results:
             interrupted = run_training(cluster, state, "bench-interrupted", args.steps, args.kill_after)
@@ -359,10 +366,10 @@ def measure_on_one_cluster(results: dict, done, args: argparse.Namespace) -> Non
                 "interrupted_s": interrupted.finished_at - min(interrupted.step_seen.values()),
                 "reference_s": reference.finished_at - min(reference.step_seen.values()), **same})
         if "replica_loss" not in results:
-            done("replica_loss", measure_replica_loss(cluster, state, args.clients))
+            done("replica_loss", measure_replica_loss(cluster, state, args.clients, port))
         if "autoscaling" not in results:
             try:
-                done("autoscaling", measure_autoscaling(cluster, state, args.clients))
+                done("autoscaling", measure_autoscaling(cluster, state, args.clients, port))
             except (TimeoutError, RuntimeError) as exc:  # recorded, not hidden: RESULTS.md says what stopped it
                 done("autoscaling", {"error": f"{type(exc).__name__}: {exc}"})
 
