@@ -7,7 +7,8 @@ worker node killed while it writes, then rerun) and a
 training run (4 workers spread over the nodes, DeepSpeed ZeRO-3 over gloo, checkpoints and the
 adapter in S3) during which a worker node is killed; `serve deploy` of the cluster's Serve config
 (adapters from the S3 registry, two Retriever replicas on different nodes, the Generator on a
-node the autoscaler adds for it); a Generator replica killed under a small load; `down`.
+node the autoscaler adds for it); a Generator replica killed under a small load; the Generator
+scaled out onto a node the autoscaler adds under load and back in after it; `down`.
 Every process is stopped by its id (the cluster's marker), none is left behind.
 """
 
@@ -287,6 +288,9 @@ def test_serving_uses_the_s3_adapter_the_milvus_server_and_retrievers_on_two_nod
     (generator,) = actors(cluster, "ServeReplica:expert:Generator")
     nodes = {n["node_id"]: n for n in LocalCluster(Path(cluster.state_dir)).nodes(cluster)}
     assert nodes[generator["node_id"]]["node_type"] == "gpu_l4"  # the autoscaler added a node of that type
+    cpu_only = retrievers + actors(cluster, "ServeReplica:expert:Gateway")
+    # serve/config.yaml's label selector: CPU-only replicas never pin a GPU node (it could not scale down)
+    assert {nodes[a["node_id"]]["node_type"] for a in cpu_only} <= {"ray.head.default", "cpu_worker"}, cpu_only
 
 
 @dataclass
@@ -388,3 +392,33 @@ def test_a_hung_retriever_replica_is_caught_by_serve_health_checks_and_replaced(
         time.sleep(2)
     after = asyncio.run(_load(deployed, 3, route="rag", requests=6))
     assert [o.status for o in after] == [200] * 6, after
+
+
+def generator_shape(cluster: ClusterState) -> tuple[int, int]:
+    """(Generator replicas alive, gpu_l4 nodes alive): what autoscaling changes."""
+    nodes = LocalCluster(Path(cluster.state_dir)).nodes(cluster)
+    return (len(actors(cluster, "ServeReplica:expert:Generator")),
+            sum(1 for n in nodes if n["alive"] and n["node_type"] == "gpu_l4"))
+
+
+def wait_for_shape(cluster: ClusterState, wanted: tuple[int, int], timeout_s: float) -> float:
+    started, seen = time.monotonic(), []
+    while (now := generator_shape(cluster)) != wanted:
+        seen.append(now)
+        assert time.monotonic() - started < timeout_s, f"not {wanted} (replicas, gpu_l4 nodes) in {timeout_s} s: {seen[-5:]}"
+        time.sleep(2)
+    return time.monotonic() - started
+
+
+def test_the_generator_scales_out_onto_a_node_the_autoscaler_adds_and_back_in_after_the_load(deployed, cluster, env):
+    # cluster/serve-local-overrides.yaml: 1-2 replicas at 4 requests each; every replica needs a gpu_l4 node
+    wait_for_shape(cluster, (1, 1), 180)  # settled after the fault drills
+    scaled: list[float] = []
+    load = asyncio.run(_load(deployed, 12, fault=lambda: scaled.append(wait_for_shape(cluster, (2, 2), 240)),
+                             keep_on_s=10, cap=4000))
+    print(f"scale-out: second replica on a new gpu_l4 node after {scaled[0]:.0f}s; {Counter(o.status for o in load)}")
+    assert [(o.status, o.stream_error) for o in load if (o.status, o.stream_error) != (200, "")] == []
+    back = wait_for_shape(cluster, (1, 1), 240)  # Serve's downscale delay, then the node's idle timeout
+    print(f"scale-in: back to one replica and one gpu_l4 node {back:.0f}s after the load")
+    after = asyncio.run(_load(deployed, 2, requests=4))
+    assert [(o.status, o.stream_error) for o in after] == [(200, "")] * 4, after
