@@ -35,7 +35,7 @@ from cluster.local.processes import MARKER_ENV, processes_with
 from tests.conftest import REPO
 from tests.retrieval.test_milvus_server import documents_done
 
-# ~8 minutes of both cores: run with `make test PYTEST_ARGS="-m cluster"` (left out of the default
+# ~10 minutes of both cores: run with `make test PYTEST_ARGS="-m cluster"` (left out of the default
 # run until the rest of the suite is fast enough to hold it within 25 minutes; README, Tests).
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
