@@ -4,7 +4,8 @@ For one dataset folder (``examples/quillfen-windworks``, ``../shared/datasets/ta
 ``../shared/datasets/covidqa``) this ingests the documents the way the pipeline does, then:
 
 1. **fusion, measured on the training questions**: hybrid search with Milvus' RRF ranker
-   (k = 10, 60) and its weighted ranker (dense/BM25 weights 0.2/0.8 ... 0.7/0.3) is scored on
+   (k = 10, 60) and its weighted ranker (dense/BM25 weights 0.1/0.9 ... 0.7/0.3), and each
+   branch alone (dense, BM25: a fusion is not assumed to pay), are scored on
    ``qa/train.jsonl``; the setting with the best hit@4 (then MRR) is kept. The held-out
    questions never choose it.
 2. **the held-out questions** (``qa/test.jsonl``): dense, BM25, hybrid with the default RRF,
@@ -38,8 +39,21 @@ FUSIONS = [("rrf", 10, 0.5, 0.5), ("rrf", 60, 0.5, 0.5), ("weighted", 60, 0.1, 0
            ("weighted", 60, 0.35, 0.65), ("weighted", 60, 0.5, 0.5), ("weighted", 60, 0.7, 0.3)]
 
 
+SINGLE = [("dense", 0, 1.0, 0.0), ("bm25", 0, 0.0, 1.0)]  # one branch alone: search mode, not a fusion
+
+
 def fusion_name(ranker: str, k: int, dense: float, bm25: float) -> str:
+    if ranker in {"dense", "bm25"}:
+        return f"{ranker} alone"
     return f"rrf k={k}" if ranker == "rrf" else f"weighted {dense:.2f}/{bm25:.2f}"
+
+
+def setting(base, ranker: str, k: int, dense: float, bm25: float):
+    """(search mode, config) of a candidate: a fusion of both branches, or one branch alone."""
+    if ranker in {"dense", "bm25"}:
+        return ranker, base
+    return "hybrid", base.with_overrides(search__ranker=ranker, search__rrf_k=k, search__dense_weight=dense,
+                                         search__bm25_weight=bm25)
 
 
 def content_words(text: str) -> set[str]:
@@ -87,10 +101,10 @@ def main() -> None:
         record["ingest"] = {"chunks": report.chunks_written, "seconds": round(report.seconds, 1)}
     best, best_key = None, (-1.0, -1.0)
     print(f"\nfusion on the {len(train.queries)} training questions:", flush=True)
-    for ranker, k, dense, bm25 in FUSIONS:
-        config = base.with_overrides(search__ranker=ranker, search__rrf_k=k, search__dense_weight=dense, search__bm25_weight=bm25)
+    for ranker, k, dense, bm25 in FUSIONS + SINGLE:
+        mode, config = setting(base, ranker, k, dense, bm25)
         with Retriever(config, collection=f"{name}_quality", uri=str(out / "milvus.db")) as kb:
-            result = evaluate(kb, train, ["hybrid"], CUTOFFS)[0]
+            result = evaluate(kb, train, [mode], CUTOFFS)[0]
         label = fusion_name(ranker, k, dense, bm25)
         record["fusion_on_train"][label] = {"hit": result.hit, "mrr": result.mrr, "ndcg10": result.ndcg10}
         print(f"  {label:<20} hit@1 {result.hit[1]:.4f} hit@4 {result.hit[4]:.4f} MRR {result.mrr:.4f}", flush=True)
@@ -99,7 +113,7 @@ def main() -> None:
     assert best is not None
     ranker, k, dense, bm25 = best
     record["chosen_fusion"] = {"ranker": ranker, "rrf_k": k, "dense_weight": dense, "bm25_weight": bm25}
-    chosen = base.with_overrides(search__ranker=ranker, search__rrf_k=k, search__dense_weight=dense, search__bm25_weight=bm25)
+    chosen_mode, chosen = setting(base, ranker, k, dense, bm25)
     if args.rerank_model:
         chosen = chosen.with_overrides(rerank__model=args.rerank_model, rerank__kind="query-likelihood",
                                        rerank__candidates=args.rerank_candidates, rerank__batch_size=args.rerank_candidates,
@@ -111,11 +125,13 @@ def main() -> None:
     per_query["hybrid (RRF k=60, default)"] = per_query.pop("hybrid")
     rows[-1].mode = "hybrid (RRF k=60, default)"
     with Retriever(chosen, collection=f"{name}_quality", uri=str(out / "milvus.db")) as kb:
-        tuned = evaluate(kb, test, ["hybrid"] + (["hybrid+rerank"] if args.rerank_model else []), CUTOFFS,
-                         per_query=per_query)
-    tuned[0].mode = f"hybrid ({fusion_name(*best)}, chosen on train)"
-    if args.rerank_model:
-        tuned[1].mode = f"hybrid ({fusion_name(*best)}) + rerank ({args.rerank_candidates} candidates)"
+        modes = [chosen_mode] + ([f"{chosen_mode}+rerank"] if args.rerank_model else [])
+        tuned_queries: dict = {}
+        tuned = evaluate(kb, test, modes, CUTOFFS, per_query=tuned_queries)
+    for row, mode in zip(tuned, modes):
+        label = f"{fusion_name(*best)}, chosen on train" + (f" + rerank ({args.rerank_candidates} candidates)" if "+" in mode else "")
+        row.mode = label if chosen_mode != "hybrid" else f"hybrid ({label})"
+        per_query[row.mode] = tuned_queries[mode]
     rows += tuned
     print(f"\n{len(test.queries)} held-out questions, {time.perf_counter() - started:.0f} s; chosen fusion: {fusion_name(*best)}")
     print(results_table(rows))
