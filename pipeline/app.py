@@ -67,8 +67,8 @@ def start_app(settings: PipelineSettings) -> str:
 
 
 def show_answers(url: str, settings: PipelineSettings, questions: list[QAItem]) -> None:
-    """Ask each question through base, RAG, fine-tuned and hybrid; print answers and sources."""
-    specs = route_specs(("base", "rag", "finetuned", "hybrid"), settings.finetuned.name, settings.hybrid.name)
+    """Ask each question through every route being evaluated (all four by default); print answers and sources."""
+    specs = route_specs(settings.eval.routes, settings.finetuned.name, settings.hybrid.name)
     with EndpointClient(url) as client:
         client.check(specs)
         for item in questions:
