@@ -48,7 +48,7 @@ class Retriever:
         # start before the collection exists), and two first requests must not both open it.
         self._open = threading.Lock()
 
-    def search(self, query: str, top_k: int, mode: str, filters: list[dict]) -> list[dict]:
+    def search(self, query: str, top_k: int, mode: str | None, filters: list[dict]) -> list[dict]:
         wanted = [(f["field"], f["op"], f["value"]) for f in filters]
         with self._open:
             self.kb.store  # noqa: B018 - opens the Milvus connection once

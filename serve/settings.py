@@ -69,7 +69,9 @@ class RetrieverSettings(StrictModel):
     uri: str | None = Field(None, description="Milvus URI; None = the retrieval config's (Milvus Lite under data/)")
     token: str | None = None
     collection: str = "knowledge"
-    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    mode: Literal["dense", "bm25", "hybrid"] | None = Field(
+        None, description="search mode of the RAG routes; None = the retrieval config's search.mode (so the mode "
+        "measured for a corpus in its retrieval YAML is the one served, without repeating it here)")
     top_k: int = Field(4, ge=1, le=50)
 
     @field_validator("config")
