@@ -276,7 +276,7 @@ def running_replicas(state: ClusterState, deployment: str = "Generator") -> int:
 
 
 def l4_nodes(cluster: LocalCluster, state: ClusterState) -> int:
-    return sum(1 for n in cluster.nodes(state) if n["alive"] and n["node_type"] == "gpu_l4")
+    return cluster.alive_nodes_of_type(state, "gpu_l4")
 
 
 def measure_replica_loss(cluster: LocalCluster, state: ClusterState, clients: int, port: int) -> dict:

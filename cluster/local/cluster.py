@@ -249,6 +249,10 @@ class LocalCluster:
         """Alive worker nodes, oldest first (the order `kill-node I` counts in, from 1)."""
         return sorted((n for n in self.nodes(state) if n["alive"] and not n["head"]), key=lambda n: n["node_id"])
 
+    def alive_nodes_of_type(self, state: ClusterState, node_type: str) -> int:
+        """How many nodes of a launcher node type (``gpu_l4``...) are alive: what the autoscaler scales."""
+        return sum(1 for n in self.nodes(state) if n["alive"] and n["node_type"] == node_type)
+
     def wait_for_workers(self, state: ClusterState, count: int, timeout_s: float) -> list[dict]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -2,13 +2,14 @@
 
 `python -m cluster.local up --workers 2` (a Ray head, two worker nodes as separate raylets
 under Ray's autoscaler, a Milvus server, an S3 server), then what a platform team runs:
-`ray job submit` an ingest (Ray Data embedders on several nodes, into the Milvus server; again with a
-worker node killed while it writes, then rerun) and a
+`ray job submit` an ingest (Ray Data embedders on several nodes, into the Milvus server) and a
 training run (4 workers spread over the nodes, DeepSpeed ZeRO-3 over gloo, checkpoints and the
 adapter in S3) during which a worker node is killed; `serve deploy` of the cluster's Serve config
 (adapters from the S3 registry, two Retriever replicas on different nodes, the Generator on a
-node the autoscaler adds for it); a Generator replica killed under a small load; the Generator
-scaled out onto a node the autoscaler adds under load and back in after it; `down`.
+node the autoscaler adds for it); a Generator replica killed under a small load; `down`.
+The drills (`cluster_drill`, in `-m cluster` runs only): the ingest rerun and a worker node
+killed mid-ingest, the uninterrupted training run the resumed adapter must equal bit for bit, a
+hung Retriever replica, and the Generator scaled out onto a node the autoscaler adds and back in.
 Every process is stopped by its id (the cluster's marker), none is left behind.
 """
 
@@ -35,9 +36,12 @@ from cluster.local.processes import MARKER_ENV, processes_with
 from tests.conftest import REPO
 from tests.retrieval.test_milvus_server import documents_done
 
-# ~10 minutes of both cores: run with `make test PYTEST_ARGS="-m cluster"` (left out of the default
-# run until the rest of the suite is fast enough to hold it within 25 minutes; README, Tests).
+# The default run (CI) holds the CI-sized flow: up, one ingest, a training run that loses a node,
+# serve deploy, a Generator replica killed under load, down. The drills marked `cluster_drill` (a node
+# killed mid-ingest, the uninterrupted reference run for bit-identity, a hung Retriever, autoscaling)
+# add ~5 minutes: the whole flow is `make test PYTEST_ARGS="-m cluster"` (README, Tests).
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+drill = pytest.mark.cluster_drill
 
 FACTS = {
     "zorblax.md": "# Zorblax-9 relief valve\n\nThe Zorblax-9 relief valve on the coolant loop opens at 7.3 bar. "
@@ -102,7 +106,8 @@ def job_client(cluster: ClusterState):
 
 # -- ingest ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ingested(cluster, env, tmp_path_factory) -> dict:
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """(documents folder, ingest config) of the flow's small corpus."""
     docs = tmp_path_factory.mktemp("docs")
     for name, text in FACTS.items():
         (docs / name).write_text(text)
@@ -112,17 +117,31 @@ def ingested(cluster, env, tmp_path_factory) -> dict:
     # (with the default 64 Ray Data would bundle them into one batch for one actor).
     config = tmp_path_factory.mktemp("retrieval") / "ingest.yaml"
     config.write_text("ingest:\n  ray_batch_size: 1\n")
-    def ingest(collection: str, wait: bool = True) -> dict | str:
-        out = submit(cluster, env, "python", "-m", "retrieval", "ingest", str(docs), "--config", str(config),
-                     "--uri", cluster.milvus_uri, "--collection", collection, "--ray", "--json", "--no-progress",
-                     "--source-root", str(docs), wait=wait)
-        if not wait:
-            return out
-        return json.JSONDecoder().raw_decode(out[out.rindex("{", 0, out.index('"counts"')):])[0]
+    return docs, config
 
-    reports = {"first": ingest("knowledge"), "rerun": ingest("knowledge")}  # the rerun must change nothing
-    # the drill: a worker node killed while the embedders write, then the same command again
-    job, client, killed = ingest("knowledge_drill", wait=False), job_client(cluster), False
+
+def ingest(cluster: ClusterState, env: dict, corpus: tuple[Path, Path], collection: str,
+           wait: bool = True) -> dict | str:
+    """`ray job submit ... python -m retrieval ingest --ray` into the Milvus server; its JSON report (or job id)."""
+    docs, config = corpus
+    out = submit(cluster, env, "python", "-m", "retrieval", "ingest", str(docs), "--config", str(config),
+                 "--uri", cluster.milvus_uri, "--collection", collection, "--ray", "--json", "--no-progress",
+                 "--source-root", str(docs), wait=wait)
+    if not wait:
+        return out
+    return json.JSONDecoder().raw_decode(out[out.rindex("{", 0, out.index('"counts"')):])[0]
+
+
+@pytest.fixture(scope="module")
+def ingested(cluster, env, corpus) -> dict:
+    return ingest(cluster, env, corpus, "knowledge")
+
+
+@pytest.fixture(scope="module")
+def ingest_drill(cluster, env, corpus, ingested) -> dict:
+    """A rerun of the clean ingest; then a worker node killed while the embedders write, and the same command again."""
+    reports = {"rerun": ingest(cluster, env, corpus, "knowledge")}  # the rerun must change nothing
+    job, client, killed = ingest(cluster, env, corpus, "knowledge_drill", wait=False), job_client(cluster), False
     deadline = time.monotonic() + 300
     while (status := client.get_job_status(job).value) not in ("SUCCEEDED", "FAILED", "STOPPED"):
         assert time.monotonic() < deadline, "the drill's ingest did not end within 300 s"
@@ -132,15 +151,13 @@ def ingested(cluster, env, tmp_path_factory) -> dict:
         time.sleep(0.1)
     reports["drill"] = {"status": status, "killed_mid_ingest": killed,
                         "done_before_rerun": documents_done(cluster.milvus_uri, "knowledge_drill")}
-    reports["drill_rerun"] = ingest("knowledge_drill")
+    reports["drill_rerun"] = ingest(cluster, env, corpus, "knowledge_drill")
     return reports
 
 
-def test_ingest_runs_embedders_on_two_nodes_into_the_milvus_server_and_a_rerun_changes_nothing(ingested, cluster):
-    first, second = ingested["first"], ingested["rerun"]
-    assert first["counts"] == {"added": len(FACTS) + FILLERS}, first
-    assert len(first["embed_nodes"]) >= 2, first["embed_nodes"]
-    assert second["counts"] == {"unchanged": len(FACTS) + FILLERS} and second["chunks_written"] == 0
+def test_ingest_runs_embedders_on_two_nodes_into_the_milvus_server(ingested, cluster):
+    assert ingested["counts"] == {"added": len(FACTS) + FILLERS}, ingested
+    assert len(ingested["embed_nodes"]) >= 2, ingested["embed_nodes"]
     from retrieval.api import Retriever
 
     kb = Retriever(collection="knowledge", uri=cluster.milvus_uri)
@@ -151,9 +168,13 @@ def test_ingest_runs_embedders_on_two_nodes_into_the_milvus_server_and_a_rerun_c
         kb.close()
 
 
-def test_a_node_killed_mid_ingest_then_a_rerun_ends_exactly_as_one_clean_run(ingested, cluster):
-    drill = ingested["drill"]
-    print("ingest drill:", drill, ingested["drill_rerun"]["counts"])
+@drill
+def test_a_rerun_changes_nothing_and_a_node_killed_mid_ingest_then_a_rerun_ends_exactly_as_one_clean_run(
+        ingest_drill, cluster):
+    rerun = ingest_drill["rerun"]
+    assert rerun["counts"] == {"unchanged": len(FACTS) + FILLERS} and rerun["chunks_written"] == 0, rerun
+    drill = ingest_drill["drill"]
+    print("ingest drill:", drill, ingest_drill["drill_rerun"]["counts"])
     assert drill["killed_mid_ingest"], "the drill's ingest ended before a node could be killed"
     from retrieval.api import Retriever
     from tests.retrieval.corpus import snapshot
@@ -219,27 +240,43 @@ def trained(cluster, env, tiny_model) -> dict:
         time.sleep(2)
     logs = client.get_job_logs(job)
     assert status == "SUCCEEDED", logs[-8000:]
-    # the same run without the fault, to compare the adapters
-    clean = [o.replace(f"output.adapter_name={ADAPTER}", f"output.adapter_name={ADAPTER}-clean") for o in overrides]
+    return {"logs": logs, "killed": killed, "overrides": overrides}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cluster, env, trained) -> str:
+    """The same run without the fault (adapter ``<ADAPTER>-clean``), to compare the adapters."""
+    name = f"{ADAPTER}-clean"
+    clean = [o.replace(f"output.adapter_name={ADAPTER}", f"output.adapter_name={name}") for o in trained["overrides"]]
     submit(cluster, env, "python", "-m", "train", "--config", "train/recipes/cpu-cluster.yaml", *clean, timeout_s=600)
-    return {"logs": logs, "killed": killed}
+    return name
+
+
+def s3_registry(cluster: ClusterState):
+    from modeling import AdapterRegistry
+
+    return AdapterRegistry(f"s3://{cluster.bucket}/adapters", refresh_s=0)
 
 
 def test_training_spread_over_nodes_survives_losing_a_worker_node_and_publishes_to_s3(trained, cluster):
     assert trained["killed"] and trained["killed"]["workers_on_it"] >= 1, trained["killed"]
-    logs = trained["logs"]
-    assert "step 8/8" in logs
-    from modeling import AdapterRegistry
-
+    assert "step 8/8" in trained["logs"]
     with patch.dict(os.environ, cluster.client_env()):  # this process reaches the S3 server like the shell does
-        registry = AdapterRegistry(f"s3://{cluster.bucket}/adapters", refresh_s=0)
+        registry = s3_registry(cluster)
         assert ADAPTER in registry.names()
         meta = registry.metadata(ADAPTER)
-        resumed, uninterrupted = (registry.path(name) / "adapter_model.safetensors" for name in (ADAPTER, f"{ADAPTER}-clean"))
     assert meta["strategy"] == "deepspeed-zero3" and meta["metrics"]["attempts"] >= 2, meta["metrics"]
+
+
+@drill
+def test_the_adapter_resumed_after_the_node_loss_is_bit_identical_to_an_uninterrupted_run(trained, uninterrupted,
+                                                                                            cluster):
     from safetensors.torch import load_file
 
-    got, expected = load_file(str(resumed)), load_file(str(uninterrupted))
+    with patch.dict(os.environ, cluster.client_env()):
+        registry = s3_registry(cluster)
+        resumed, clean = (registry.path(name) / "adapter_model.safetensors" for name in (ADAPTER, uninterrupted))
+        got, expected = load_file(str(resumed)), load_file(str(clean))
     assert got.keys() == expected.keys()
     for name in expected:  # the same world size after the restart: bit-identical (README, Training)
         assert torch.equal(got[name], expected[name]), name
@@ -374,6 +411,7 @@ def test_a_generator_replica_killed_under_load_gives_clean_503s_then_serves_agai
     assert [(o.status, o.stream_error) for o in after] == [(200, "")] * 6, after
 
 
+@drill
 def test_a_hung_retriever_replica_is_caught_by_serve_health_checks_and_replaced(deployed, cluster, env):
     before = {a["pid"] for a in actors(cluster, "ServeReplica:expert:Retriever")}
     hang = [*CLI, "kill-replica", "Retriever", "--hang", "--state-dir", cluster.state_dir]
@@ -396,9 +434,8 @@ def test_a_hung_retriever_replica_is_caught_by_serve_health_checks_and_replaced(
 
 def generator_shape(cluster: ClusterState) -> tuple[int, int]:
     """(Generator replicas alive, gpu_l4 nodes alive): what autoscaling changes."""
-    nodes = LocalCluster(Path(cluster.state_dir)).nodes(cluster)
     return (len(actors(cluster, "ServeReplica:expert:Generator")),
-            sum(1 for n in nodes if n["alive"] and n["node_type"] == "gpu_l4"))
+            LocalCluster(Path(cluster.state_dir)).alive_nodes_of_type(cluster, "gpu_l4"))
 
 
 def wait_for_shape(cluster: ClusterState, wanted: tuple[int, int], timeout_s: float) -> float:
@@ -410,6 +447,7 @@ def wait_for_shape(cluster: ClusterState, wanted: tuple[int, int], timeout_s: fl
     return time.monotonic() - started
 
 
+@drill
 def test_the_generator_scales_out_onto_a_node_the_autoscaler_adds_and_back_in_after_the_load(deployed, cluster, env):
     # cluster/serve-local-overrides.yaml: 1-2 replicas at 4 requests each; every replica needs a gpu_l4 node
     wait_for_shape(cluster, (1, 1), 180)  # settled after the fault drills
