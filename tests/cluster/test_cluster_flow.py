@@ -36,10 +36,11 @@ from cluster.local.processes import MARKER_ENV, processes_with
 from tests.conftest import REPO
 from tests.retrieval.test_milvus_server import documents_done
 
-# The default run (CI) holds the CI-sized flow: up, one ingest, a training run that loses a node,
-# serve deploy, a Generator replica killed under load, down. The drills marked `cluster_drill` (a node
-# killed mid-ingest, the uninterrupted reference run for bit-identity, a hung Retriever, autoscaling)
-# add ~5 minutes: the whole flow is `make test PYTEST_ARGS="-m cluster"` (README, Tests).
+# The CI-sized flow (up, one ingest, a training run that loses a node, serve deploy, a Generator
+# replica killed under load, down: ~6 min) is `make test PYTEST_ARGS="-m 'cluster and not cluster_drill'"`;
+# the drills marked `cluster_drill` (a node killed mid-ingest, the uninterrupted reference run for
+# bit-identity, a hung Retriever, autoscaling) add ~5.5 min: all of it is `-m cluster`. Neither is in
+# the default run yet: with the CI-sized part the suite ran past 29 min, over its 25 (README, Tests).
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 drill = pytest.mark.cluster_drill
 
