@@ -40,7 +40,7 @@ from tests.retrieval.test_milvus_server import documents_done
 # replica killed under load, down: ~6 min) is `make test PYTEST_ARGS="-m 'cluster and not cluster_drill'"`;
 # the drills marked `cluster_drill` (a node killed mid-ingest, the uninterrupted reference run for
 # bit-identity, a hung Retriever, autoscaling) add ~5.5 min: all of it is `-m cluster`. Neither is in
-# the default run yet: with the CI-sized part the suite ran past 29 min, over its 25 (README, Tests).
+# the default run yet: with the CI-sized part the suite took 32 min 51 s, over its 25 (README, Tests).
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 drill = pytest.mark.cluster_drill
 
