@@ -6,9 +6,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.progress import say, stage
-from pipeline.settings import PipelineSettings
+from pipeline.settings import AdapterPlan, PipelineSettings
+
+if TYPE_CHECKING:  # imported lazily at run time, so `python -m pipeline --help` answers at once
+    from pipeline.datasets import TrainingFiles
 
 
 @dataclass
@@ -72,7 +76,7 @@ def run_pipeline(
     return result
 
 
-def adapters_to_train(settings: PipelineSettings, files) -> list[tuple]:
+def adapters_to_train(settings: PipelineSettings, files: TrainingFiles) -> list[tuple[AdapterPlan, Path]]:
     """(plan, data file) of each adapter a route being evaluated serves: evaluating only
     ``[rag, hybrid]`` (e.g. to measure a RAFT recipe) does not spend CPU time on the fine-tuned one."""
     routes = settings.eval.routes
