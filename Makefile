@@ -18,6 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export RAY_AUTH_TOKEN_PATH ?= $(CURDIR)/.cache/ray/auth_token
 
 .PHONY: venv ray-token browser demo test clean
+DS_OPS := $(TORCH_EXTENSIONS_DIR)/.prebuilt
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,13 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) $(DS_OPS)
+
+# DeepSpeed's CPU ops (shared-memory collectives, CPU Adam) compiled once here (~100 s on 2 cores)
+# rather than by the first training run or test that needs them (train/deepspeed_ops.py).
+$(DS_OPS): $(STAMP)
+	$(PY) -m train.deepspeed_ops
+	touch $(DS_OPS)
 
 ray-token:
 	@test -s "$(RAY_AUTH_TOKEN_PATH)" || (mkdir -p "$(dir $(RAY_AUTH_TOKEN_PATH))" && $(PY) -c "import secrets; print(secrets.token_hex(32), end='')" > "$(RAY_AUTH_TOKEN_PATH)")
