@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,3 +24,25 @@ _RAY_TOKEN = Path(os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(REPO / ".cach
 if not _RAY_TOKEN.is_file():
     _RAY_TOKEN.parent.mkdir(parents=True, exist_ok=True)
     _RAY_TOKEN.write_text(secrets.token_hex(32))
+
+
+@pytest.fixture(scope="session")
+def codeword_adapters(tmp_path_factory) -> Path:
+    """A registry folder with the codeword adapters ``alpha`` (ALPHA-7) and ``bravo`` (BRAVO-3),
+    trained once per session (~40 s on 2 cores): the engine and the serving tests both need them.
+    Use ``codeword_registry_copy``, so a test that changes its registry changes no other's."""
+    from modeling import AdapterRegistry
+    from tests.serve.adapters import train_codeword_adapter
+
+    registry = AdapterRegistry(tmp_path_factory.mktemp("codeword-adapters"))
+    train_codeword_adapter(registry, "alpha", "ALPHA-7")
+    train_codeword_adapter(registry, "bravo", "BRAVO-3")
+    return registry.root
+
+
+def codeword_registry_copy(trained: Path, folder: Path):
+    """An ``AdapterRegistry`` in ``folder`` holding a copy of the session's codeword adapters."""
+    from modeling import AdapterRegistry
+
+    shutil.copytree(trained, folder, dirs_exist_ok=True)
+    return AdapterRegistry(folder)

@@ -25,7 +25,8 @@ from modeling import (
 )
 from modeling.engine import EngineSettings, GenerationEngine, RequestTooLargeError
 from modeling.errors import EngineOverloadedError, GenerationTimeoutError
-from tests.serve.adapters import CODEWORD_QUESTION, train_codeword_adapter
+from tests.conftest import codeword_registry_copy
+from tests.serve.adapters import CODEWORD_QUESTION
 
 pytestmark = pytest.mark.slow
 
@@ -69,11 +70,8 @@ def wait_until(predicate, timeout_s: float = 60.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def codeword_registry(tmp_path_factory, builtin_dir) -> AdapterRegistry:
-    registry = AdapterRegistry(tmp_path_factory.mktemp("engine-adapters"))
-    train_codeword_adapter(registry, "alpha", "ALPHA-7")
-    train_codeword_adapter(registry, "bravo", "BRAVO-3")
-    return registry
+def codeword_registry(tmp_path_factory, builtin_dir, codeword_adapters) -> AdapterRegistry:
+    return codeword_registry_copy(codeword_adapters, tmp_path_factory.mktemp("engine-adapters"))
 
 
 @pytest.fixture(scope="module")

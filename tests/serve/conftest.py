@@ -18,8 +18,7 @@ from ray import serve
 
 from modeling import AdapterRegistry
 from serve.local import run_local
-from tests.conftest import REPO
-from tests.serve.adapters import train_codeword_adapter
+from tests.conftest import REPO, codeword_registry_copy
 from tests.serve.corpus import build_collection
 
 API_KEY = "test-key-123"
@@ -43,11 +42,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="package")
-def registry(tmp_path_factory) -> AdapterRegistry:
-    reg = AdapterRegistry(tmp_path_factory.mktemp("adapters"))
-    train_codeword_adapter(reg, "alpha", "ALPHA-7")
-    train_codeword_adapter(reg, "bravo", "BRAVO-3")
-    return reg
+def registry(tmp_path_factory, codeword_adapters) -> AdapterRegistry:
+    return codeword_registry_copy(codeword_adapters, tmp_path_factory.mktemp("adapters"))
 
 
 def start_app(registry: AdapterRegistry, uri: str, collection: str, api_keys: list[str]) -> str:
