@@ -24,11 +24,11 @@ STEPS = ["training.max_steps=2", "training.eval_every=0", "checkpointing.every_s
 
 
 def reduced(config: str, work, documents: list[str], extra: list[str]):
-    steps = json.dumps(STEPS)  # the hybrid keeps its config's max_seq_len: RAFT contexts exceed 512 tokens
+    steps = STEPS + [f"output.run_dir={work / 'runs'}"]  # checkpoints in the test's folder, not the checkout's runs/
     return load_settings(CONFIGS / config, [
         f"work_dir={work}", f"registry={work / 'adapters'}", f"collection=ci_{config.split('.')[0]}",
-        f"documents={json.dumps(documents)}", f"finetuned.overrides={steps}",
-        f"hybrid.overrides={json.dumps(STEPS + ['data.max_seq_len=1024'])}",
+        f"documents={json.dumps(documents)}", f"finetuned.overrides={json.dumps(steps)}",
+        f"hybrid.overrides={json.dumps(steps + ['data.max_seq_len=1024'])}",
         "raft.pool_size=4", "demo_questions=0", "eval.max_tokens=24", "eval.resamples=100",
         "port=0", *extra,
     ])
