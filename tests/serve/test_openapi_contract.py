@@ -1,6 +1,7 @@
 """The API spec tells the truth: every check schemathesis has, run against the real app.
 
-Generated requests (bounded: a fixed number of examples per route, one worker, a fixed seed)
+Generated requests (bounded: a fixed number of examples per route, a fixed seed; two workers, so the
+Generator batches their requests as it batches any concurrent clients)
 go through the real Gateway, Retriever and Generator on loopback; the app under test keeps
 `max_tokens_limit` small so generation stays quick on CPU. Response-time limits are the only
 check not enforced (CPU latencies say nothing about the contract).
@@ -50,9 +51,10 @@ def test_schemathesis_finds_nothing_with_every_check(app, tmp_path):
         str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "--no-color",
         "run", f"{app.base_url}/openapi.json", "--checks", "all",
         "-H", f"Authorization: Bearer {API_KEY}",
-        "--max-examples", "6", "--seed", "1", "--workers", "1", "--request-timeout", "120",
+        "--max-examples", "6", "--seed", "1", "--workers", "2", "--request-timeout", "120",
         "--max-failures", "20", "--report", "junit", "--report-dir", str(tmp_path),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    (tmp_path / "schemathesis.log").write_text(done.stdout + done.stderr)  # kept beside the junit report
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout.splitlines()[-1]
