@@ -52,6 +52,16 @@ def split_validation(count: int, fraction: float, seed: int) -> tuple[list[int],
     return sorted(order[held_out:].tolist()), sorted(order[:held_out].tolist())
 
 
+def truncation_warning(cut: int, total: int, max_seq_len: int, longest: int) -> str:
+    """Why a cut example matters: the window ends inside its assistant turn, so the model is
+    trained on replies without their ending (for RAFT rows: the quote without the short answer)."""
+    return (
+        f"{cut} of {total} example(s) are longer than data.max_seq_len={max_seq_len} and train on a reply "
+        f"cut off at the window's end; the longest is {longest} tokens: raise data.max_seq_len to {longest} "
+        "(or shorten the examples: fewer or smaller passages) to train on whole replies"
+    )
+
+
 def build_training_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> TrainingData:
     """Read, check, tokenize, split and pack the recipe's data."""
     cfg = recipe.data
@@ -65,6 +75,9 @@ def build_training_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> T
         )
     if dropped:
         log.warning("%d example(s) dropped: their assistant turns start beyond max_seq_len=%d", dropped, cfg.max_seq_len)
+    cut = [e for e in kept if e.truncated]
+    if cut:
+        log.warning(truncation_warning(len(cut), len(examples), cfg.max_seq_len, max(e.full_length for e in examples)))
     train_idx, val_idx = split_validation(len(kept), cfg.val_fraction, recipe.seed)
     to_rows = (lambda ex: pack(ex, cfg.max_seq_len)) if cfg.packing else one_per_row
     train_rows = to_rows([kept[i] for i in train_idx])
@@ -75,6 +88,7 @@ def build_training_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> T
         "train_examples": len(train_idx),
         "val_examples": len(val_idx),
         "truncated": sum(e.truncated for e in examples),
+        "longest_example_tokens": max(e.full_length for e in examples),
         "dropped": dropped,
         "train_rows": len(train_rows),
         "train_tokens": real,

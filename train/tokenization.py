@@ -37,6 +37,11 @@ class Example:
     input_ids: np.ndarray  # int32
     targets: np.ndarray  # int32
     truncated: bool = False
+    full_length: int = 0  # tokens before truncation (0: as long as input_ids)
+
+    def __post_init__(self) -> None:
+        if self.full_length == 0:
+            object.__setattr__(self, "full_length", len(self.input_ids))
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -81,8 +86,8 @@ def tokenize_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict], 
         is_assistant |= (offsets[:, 1] > lo) & (offsets[:, 0] < hi)
     targets = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
     targets[:-1] = np.where(is_assistant[1:], ids[1:], IGNORE_INDEX)
-    truncated = len(ids) > max_seq_len
+    full_length, truncated = len(ids), len(ids) > max_seq_len
     if truncated:
         ids, targets = ids[:max_seq_len], targets[:max_seq_len].copy()
         targets[-1] = IGNORE_INDEX  # its next token was cut off
-    return Example(ids, targets, truncated)
+    return Example(ids, targets, truncated, full_length)

@@ -135,3 +135,16 @@ def test_dataset_split_packing_and_fingerprint(tiny_recipe, builtin_tokenizer, t
     moved.parent.mkdir()
     moved.write_bytes(toy_data.read_bytes())
     assert build_training_data(tiny_recipe(data={"train_files": [str(moved)]}), builtin_tokenizer).fingerprint == packed.fingerprint
+
+
+def test_examples_cut_by_the_window_are_counted_and_the_warning_names_the_length_that_fits(
+        tiny_recipe, builtin_tokenizer, caplog):
+    whole = build_training_data(tiny_recipe(), builtin_tokenizer)
+    longest = whole.stats["longest_example_tokens"]
+    assert whole.stats["truncated"] == 0 and longest <= 128
+    with caplog.at_level("WARNING", logger="train.dataset"):
+        cut = build_training_data(tiny_recipe(data={"max_seq_len": longest - 1}), builtin_tokenizer)
+    assert cut.stats["truncated"] >= 1 and cut.stats["longest_example_tokens"] == longest
+    message = next(r.getMessage() for r in caplog.records if "longer than data.max_seq_len" in r.getMessage())
+    assert f"of 24 example(s) are longer than data.max_seq_len={longest - 1}" in message
+    assert f"raise data.max_seq_len to {longest}" in message
