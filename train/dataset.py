@@ -75,9 +75,10 @@ def build_training_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> T
         )
     if dropped:
         log.warning("%d example(s) dropped: their assistant turns start beyond max_seq_len=%d", dropped, cfg.max_seq_len)
-    cut = [e for e in kept if e.truncated]
+    longest = max(e.full_length for e in examples)
+    cut = sum(e.truncated for e in kept)
     if cut:
-        log.warning(truncation_warning(len(cut), len(examples), cfg.max_seq_len, max(e.full_length for e in examples)))
+        log.warning(truncation_warning(cut, len(examples), cfg.max_seq_len, longest))
     train_idx, val_idx = split_validation(len(kept), cfg.val_fraction, recipe.seed)
     to_rows = (lambda ex: pack(ex, cfg.max_seq_len)) if cfg.packing else one_per_row
     train_rows = to_rows([kept[i] for i in train_idx])
@@ -88,7 +89,7 @@ def build_training_data(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> T
         "train_examples": len(train_idx),
         "val_examples": len(val_idx),
         "truncated": sum(e.truncated for e in examples),
-        "longest_example_tokens": max(e.full_length for e in examples),
+        "longest_example_tokens": longest,
         "dropped": dropped,
         "train_rows": len(train_rows),
         "train_tokens": real,

@@ -7,7 +7,7 @@ CPU) and ``cpu_adam`` (DeepSpeedCPUAdam, for ``deepspeed.offload_optimizer``). C
 takes ~35 s and ~65 s on 2 cores; left to the first run, that time lands inside a training job
 (or a test) and, on a cluster, in every node's first worker at once. ``make venv`` runs this
 (``python -m train.deepspeed_ops``) as DeepSpeed's docs advise pre-building ops for images;
-a later JIT load finds the cached build and takes a second. GPU images build their CUDA ops
+a later JIT load finds the cached build (0-3 s). GPU images build their CUDA ops
 with ``DS_BUILD_OPS=1 pip install deepspeed`` instead; this module only builds what the
 current accelerator's builders report as compatible.
 """

@@ -36,15 +36,19 @@ class Example:
 
     input_ids: np.ndarray  # int32
     targets: np.ndarray  # int32
-    truncated: bool = False
-    full_length: int = 0  # tokens before truncation (0: as long as input_ids)
-
-    def __post_init__(self) -> None:
-        if self.full_length == 0:
-            object.__setattr__(self, "full_length", len(self.input_ids))
+    cut_tokens: int = 0  # tokens truncation removed from the end
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def truncated(self) -> bool:
+        return self.cut_tokens > 0
+
+    @property
+    def full_length(self) -> int:
+        """Tokens before truncation: the ``max_seq_len`` that would keep this example whole."""
+        return len(self.input_ids) + self.cut_tokens
 
     @property
     def num_targets(self) -> int:
@@ -86,8 +90,8 @@ def tokenize_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict], 
         is_assistant |= (offsets[:, 1] > lo) & (offsets[:, 0] < hi)
     targets = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
     targets[:-1] = np.where(is_assistant[1:], ids[1:], IGNORE_INDEX)
-    full_length, truncated = len(ids), len(ids) > max_seq_len
-    if truncated:
+    cut_tokens = max(0, len(ids) - max_seq_len)
+    if cut_tokens:
         ids, targets = ids[:max_seq_len], targets[:max_seq_len].copy()
         targets[-1] = IGNORE_INDEX  # its next token was cut off
-    return Example(ids, targets, truncated, full_length)
+    return Example(ids, targets, cut_tokens)

@@ -1,9 +1,9 @@
 """Real Ray Train runs (2 CPU workers) of LoRA and QLoRA under DDP, ZeRO-2 and ZeRO-3.
 
 Matrix: LoRA under DDP, ZeRO-2 with optimizer offload to DeepSpeedCPUAdam plus gradient
-checkpointing, and ZeRO-3 (sharded loading); plain LoRA ZeRO-2 is the shipped cpu-demo recipe,
-which tests/pipeline/test_pipeline.py trains on the offline Phi-3 through the same `train.run`; QLoRA (NF4) under DDP, ZeRO-2 and ZeRO-3 (4-bit weights stored as fp32 and
-sharded). Each run trains on the toy codeword task and must lower the train and eval loss,
+checkpointing, and ZeRO-3 (sharded loading); QLoRA (NF4) under DDP, ZeRO-2 and ZeRO-3 (4-bit
+weights stored as fp32 and sharded). Plain LoRA ZeRO-2 is the shipped cpu-demo recipe, which
+tests/pipeline/test_pipeline.py trains on the offline Phi-3 through the same `train.run`. Each run trains on the toy codeword task and must lower the train and eval loss,
 publish a safetensors adapter with metadata and a loss curve into the registry, and that
 adapter must load through the model layer and change the model's outputs. Runs that do the
 same math differently (QLoRA ZeRO-3 vs ZeRO-2; offload + checkpointing vs plain) must follow
