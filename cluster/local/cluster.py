@@ -36,6 +36,7 @@ SERVE_OVERRIDES = Path(__file__).resolve().parents[1] / "serve-local-overrides.y
 HEAD_NODE_ID = "f" * 51 + "00000"  # the fake provider's head id: its load reports must match it
 NODE_ID_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"  # the fake provider gives every node its id this way
 STATE_FILE = "cluster.json"
+STOP_ROUNDS = 5  # `down`: rounds of find-and-stop before it reports what is still alive
 
 
 class ClusterError(RuntimeError):
@@ -335,8 +336,15 @@ class LocalCluster:
     def down(self, state: ClusterState | None = None) -> list[int]:
         """Stop exactly the processes this cluster started; returns those still alive (none)."""
         state = state or ClusterState.load(self.state_dir)
-        left = stop_pids(self._live_pids(state))
-        left = stop_pids(self._live_pids(state), grace_s=1) or left  # nodes the autoscaler started meanwhile
+        # Processes started while a round stopped the others (a raylet's new worker, a node the
+        # autoscaler launched) carry the marker too: look again until a round finds none.
+        for round_ in range(STOP_ROUNDS):
+            left = self._live_pids(state)
+            if not left:
+                break
+            stop_pids(left, grace_s=3.0 if round_ == 0 else 1.0)
+        else:
+            left = self._live_pids(state)
         if not left:
             state.path.unlink(missing_ok=True)
         return left

@@ -65,8 +65,11 @@ def send(pid: int, sig: int) -> None:
         pass
 
 
-def stop_pids(pids: list[int], grace_s: float = 3.0) -> list[int]:
-    """SIGTERM, wait up to ``grace_s``, SIGKILL what is left; the PIDs still alive after that."""
+def stop_pids(pids: list[int], grace_s: float = 3.0, kill_wait_s: float = 10.0) -> list[int]:
+    """SIGTERM, wait up to ``grace_s``, SIGKILL what is left; the PIDs still alive after that.
+
+    A SIGKILLed process is not gone at once: the kernel still tears down its memory (seconds
+    for a worker holding a model, on busy cores), so this waits up to ``kill_wait_s`` for it."""
     for pid in pids:
         send(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
@@ -75,5 +78,7 @@ def stop_pids(pids: list[int], grace_s: float = 3.0) -> list[int]:
     for pid in pids:
         if alive(pid):
             send(pid, signal.SIGKILL)
-    time.sleep(0.3)
+    deadline = time.monotonic() + kill_wait_s
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
     return [p for p in pids if alive(p)]
