@@ -72,13 +72,15 @@ def stop_pids(pids: list[int], grace_s: float = 3.0, kill_wait_s: float = 10.0) 
     for a worker holding a model, on busy cores), so this waits up to ``kill_wait_s`` for it."""
     for pid in pids:
         send(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.2)
+    _wait_gone(pids, grace_s)
     for pid in pids:
         if alive(pid):
             send(pid, signal.SIGKILL)
-    deadline = time.monotonic() + kill_wait_s
+    _wait_gone(pids, kill_wait_s)
+    return [p for p in pids if alive(p)]
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
-    return [p for p in pids if alive(p)]
