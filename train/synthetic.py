@@ -8,10 +8,12 @@ the reading skill the hybrid route needs (find the passage, quote it, answer, ci
   ``part_number: QF-1102``); every other non-empty cell becomes "What is the <column> of
   <key>?" (or "What is <key> for <column>?" when the column is a period such as "2019 £m"),
   answered by the cell's value;
-* **text**: sentences stating something with a copula ("The incubation period was 5.2 days")
-  become "What was the incubation period?" answered by the predicate's first phrase; a number
-  with its unit in any other sentence becomes a cloze question (the span replaced by "what"),
-  answered by that span.
+* **text**: the rules of ``train/synthetic_prose.py`` (abbreviations, "X is Y" statements,
+  "X is caused by Y", "such as" lists, and quantities and names asked as cloze questions).
+
+The prose rules' questions are drawn in equal shares (``balance_kinds``; table rows keep the share
+the collection gives them): numbers are what rules find most easily in prose, and an adapter
+trained mostly on numbers answers every question with one.
 
 Nothing here reads a held-out question. ``exclude`` only filters: an item whose question or whose
 answer in the same document equals a held-out one is dropped, so an evaluation of a
@@ -36,37 +38,23 @@ from qa import QAFormatError, QAItem, load_qa, mentions, normalize_text, source_
 from retrieval.api import Retriever
 from retrieval.errors import RetrievalError
 from retrieval.reports import Hit
+from train.synthetic_prose import CLOZE_KINDS, prose_questions
 
 TABLE_TYPES = {"csv", "json", "jsonl"}
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])|\n+")
-_COPULA = re.compile(
-    r"^(?P<subject>(?:The|the|A|An|Its|Their|This|These|Our)\s[^,;:()]{3,90}?)\s+"
-    r"(?P<verb>is|was|are|were|has been|have been|will be|remained|ranged from|reached|totalled|totaled|amounted to)\s+"
-    r"(?P<value>[^,;()]{1,70})"
-)
-_QUANTITY = re.compile(
-    r"(?<![\w.])(?:[$£€]\s?)?\d[\d,]*(?:\.\d+)?\s?(?:%|percent|per cent|million|billion|thousand|m\b|bn\b|k\b|"
-    r"days?|weeks?|months?|years?|hours?|minutes?|kb|nm|Nm|mm|cm|km|kg|g\b|mg|ml|kW|kWh|MW|V\b|A\b|bar|°C|patients|"
-    r"cases|deaths|participants|samples)"
-)
-_CLAUSE_END = re.compile(r"\s+(?:and|which|that|but|while|whereas|because|although|when)\s+")
 _PERIOD_COLUMN = re.compile(r"\b(19|20)\d{2}\b")
-_MAX_WORDS = 40
 
 
 class SyntheticSettings(StrictModel):
     max_questions: int | None = Field(300, ge=1, description="questions kept in all (a seeded sample; None = all)")
     per_chunk: int = Field(2, ge=1, le=20, description="questions at most from one chunk")
     per_document: int = Field(12, ge=1, description="questions at most from one document (spreads them out)")
+    balance_kinds: bool = Field(True, description="draw the prose rules' questions (definition, statement, cause, "
+                                "examples, quantity, name) in equal shares, as far as each has them")
     seed: int = 0
 
 
-def _clean(text: str) -> str:
-    return " ".join(text.split())
-
-
-def row_questions(hit: Hit) -> list[tuple[str, str]]:
-    """(question, answer) pairs from a table row rendered as ``column: value`` lines."""
+def row_questions(hit: Hit) -> list[tuple[str, str, str]]:
+    """(question, answer, "row") from a table row rendered as ``column: value`` lines."""
     cells = []
     for line in hit.text.splitlines():
         column, sep, value = line.partition(": ")
@@ -84,50 +72,42 @@ def row_questions(hit: Hit) -> list[tuple[str, str]]:
             question = f"What is {key} for {column}?"
         else:
             question = f"What is the {column} of {key}?"
-        pairs.append((question, value))
+        pairs.append((question, value, "row"))
     return pairs
 
 
-def _copula_question(sentence: str) -> tuple[str, str] | None:
-    match = _COPULA.match(sentence)
-    if not match:
-        return None
-    value = _CLAUSE_END.split(match.group("value"))[0].strip().rstrip(".")
-    words = value.split()
-    if not words or len(words) > 8:
-        value = " ".join(words[:8])
-    if not value or not re.search(r"[\dA-Z]", value):  # a number or a name, not a vague phrase
-        return None
-    subject = match.group("subject")
-    subject = subject[0].lower() + subject[1:]
-    verb = match.group("verb")
-    if verb not in ("is", "was", "are", "were"):  # "reached", "ranged from", ...: ask what it was
-        verb = "were" if subject.split()[-1].endswith("s") else "was"
-    return f"What {verb} {subject}?", value
+def chunk_questions(hit: Hit) -> list[tuple[str, str, str]]:
+    """Every rule-made ``(question, answer, kind)`` of one chunk whose answer the chunk states."""
+    made = row_questions(hit) if hit.file_type in TABLE_TYPES and hit.row >= 0 else prose_questions(hit.text)
+    return [(q, a, kind) for q, a, kind in made if mentions(hit.text, a) and not mentions(q, a)]
 
 
-def text_questions(hit: Hit) -> list[tuple[str, str]]:
-    """(question, answer) pairs from prose: copula statements, then quantities as cloze questions."""
-    pairs = []
-    for sentence in (_clean(s) for s in _SENTENCE.split(hit.text)):
-        if len(sentence.split()) < 5:
-            continue
-        found = _copula_question(sentence)
-        if found:
-            pairs.append(found)
-            continue
-        quantity = _QUANTITY.search(sentence)
-        if quantity and len(sentence.split()) <= _MAX_WORDS:
-            span = quantity.group().strip()
-            question = (sentence[: quantity.start()] + "what" + sentence[quantity.end():]).rstrip(" .") + "?"
-            pairs.append((question[0].upper() + question[1:], span))
-    return pairs
+def _round_robin(pool: list[tuple[QAItem, str]], wanted: int) -> list[tuple[QAItem, str]]:
+    """``wanted`` of ``pool`` taken from each kind in turn (a kind that runs out leaves its turns to the others)."""
+    by_kind: dict[str, list[tuple[QAItem, str]]] = {}
+    for candidate in pool:
+        by_kind.setdefault(candidate[1], []).append(candidate)
+    queues = [by_kind[kind] for kind in sorted(by_kind)]
+    taken: list[tuple[QAItem, str]] = []
+    while len(taken) < wanted:
+        for queue in queues:
+            if queue and len(taken) < wanted:
+                taken.append(queue.pop())
+    return taken
 
 
-def chunk_questions(hit: Hit) -> list[tuple[str, str]]:
-    """Every rule-made (question, answer) of one chunk whose answer the chunk states."""
-    pairs = row_questions(hit) if hit.file_type in TABLE_TYPES and hit.row >= 0 else text_questions(hit)
-    return [(q, a) for q, a in pairs if mentions(hit.text, a) and not mentions(q, a)]
+def _draw(candidates: list[tuple[QAItem, str]], wanted: int | None, balance: bool,
+          rng: random.Random) -> list[tuple[QAItem, str]]:
+    """``wanted`` candidates at random. With ``balance`` only the share of table rows is left to chance
+    (rows and prose as the collection has them); the prose questions are taken from each rule in turn."""
+    pool = list(candidates)
+    rng.shuffle(pool)
+    wanted = len(pool) if wanted is None else min(wanted, len(pool))
+    if not balance:
+        return pool[:wanted]
+    rows = sum(kind == "row" for _, kind in pool[:wanted])
+    return ([c for c in pool if c[1] == "row"][:rows] +
+            _round_robin([c for c in pool if c[1] != "row"], wanted - rows))
 
 
 def _excluded(question: str, answer: str, source: str, exclude: Sequence[QAItem]) -> bool:
@@ -147,25 +127,25 @@ def build_synthetic_qa(chunks: Iterable[Hit], settings: SyntheticSettings | None
     """Rule-made QA items over ``chunks`` (deterministic per seed), none equal to an ``exclude`` item."""
     settings = settings or SyntheticSettings()
     rng = random.Random(settings.seed)
-    by_document: dict[str, list[QAItem]] = {}
+    by_document: dict[str, list[tuple[QAItem, str]]] = {}
     seen: set[str] = set()
     for hit in chunks:
-        pairs = chunk_questions(hit)
-        rng.shuffle(pairs)
+        made = chunk_questions(hit)
+        rng.shuffle(made)
+        made.sort(key=lambda m: m[2] in CLOZE_KINDS)  # real question forms first; cloze sentences fill in
         kept = 0
-        for question, answer in pairs:
+        for question, answer, kind in made:
             key = normalize_text(question)
             if kept >= settings.per_chunk or key in seen or _excluded(question, answer, hit.source, exclude):
                 continue
             seen.add(key)
             kept += 1
             number = sum(len(v) for v in by_document.values()) + 1
-            by_document.setdefault(hit.source, []).append(QAItem(
-                id=f"synthetic-{number:05d}", question=question, answer=answer, source=hit.source, fact=answer))
-    items = [item for document in by_document.values()
-             for item in rng.sample(document, min(len(document), settings.per_document))]
-    if settings.max_questions is not None and len(items) > settings.max_questions:
-        items = rng.sample(items, settings.max_questions)
+            by_document.setdefault(hit.source, []).append((QAItem(
+                id=f"synthetic-{number:05d}-{kind}", question=question, answer=answer, source=hit.source, fact=answer), kind))
+    balance = settings.balance_kinds
+    spread = [c for document in by_document.values() for c in _draw(document, settings.per_document, balance, rng)]
+    items = [item for item, _ in _draw(spread, settings.max_questions, balance, rng)]
     return sorted(items, key=lambda item: item.id)
 
 

@@ -24,18 +24,18 @@ def hit(text: str, file_type: str = "markdown", row: int = -1, source: str = "do
 
 
 def test_table_row_cells_become_questions_about_the_row_key():
-    pairs = chunk_questions(hit("part_number: QF-1102\nname: Brake pad set\nprice_eur: 84.00", "csv", row=3))
-    assert ("What is the name of QF-1102?", "Brake pad set") in pairs
-    assert ("What is the price eur of QF-1102?", "84.00") in pairs
+    made = chunk_questions(hit("part_number: QF-1102\nname: Brake pad set\nprice_eur: 84.00", "csv", row=3))
+    assert ("What is the name of QF-1102?", "Brake pad set", "row") in made
+    assert ("What is the price eur of QF-1102?", "84.00", "row") in made
     periods = chunk_questions(hit("Item: UK\nNote: \n2019 £m: 24.5\n2018 £m: 24.9", "csv", row=1))
-    assert periods == [("What is UK for 2019 £m?", "24.5"), ("What is UK for 2018 £m?", "24.9")]  # empty cell skipped
+    assert periods == [("What is UK for 2019 £m?", "24.5", "row"), ("What is UK for 2018 £m?", "24.9", "row")]  # empty cell skipped
 
 
 def test_text_statements_and_quantities_become_extractive_questions():
-    pairs = dict(chunk_questions(hit(
+    pairs = {q: a for q, a, _ in chunk_questions(hit(
         "The maximum exposure to credit risk at 31 March 2019 was £59.1m (2018: £56.5m). "
         "The genome of bovine coronavirus is about 31 kb long and it infects cattle. "
-        "Outbreaks of SARS killed many; case-fatality rates ranged from 14% to 45% in the cohorts.")))
+        "Outbreaks of SARS killed many; case-fatality rates ranged from 14% to 45% in the cohorts."))}
     assert pairs["What was the maximum exposure to credit risk at 31 March 2019?"] == "£59.1m"
     assert pairs["What is the genome of bovine coronavirus?"] == "about 31 kb long"  # cut at the next clause
     cloze = [q for q in pairs if "what to 45%" in q]
@@ -44,8 +44,47 @@ def test_text_statements_and_quantities_become_extractive_questions():
 
 def test_every_answer_is_stated_by_its_chunk_and_not_given_away_by_the_question():
     text = "The pump is rated 45 Nm. The valve was Series 7. It weighs 12 kg when dry and 14 kg when filled."
-    for question, answer in chunk_questions(hit(text)):
+    for question, answer, _ in chunk_questions(hit(text)):
         assert mentions(text, answer) and not mentions(question, answer)
+
+
+def test_prose_rules_ask_definitions_causes_examples_and_names():
+    made = {kind: (q, a) for q, a, kind in chunk_questions(hit(
+        "Cells were infected with severe acute respiratory syndrome coronavirus (SARS-CoV) at low dose. "
+        "Tuberculosis is caused by Mycobacterium tuberculosis in most patients. "
+        "Bats carry respiratory viruses such as coronaviruses and paramyxoviruses in their guts. "
+        "Most patients were later treated with remdesivir and ACE2 inhibitors in the clinic."))}
+    assert made["definition"] == ("What does SARS-CoV stand for?", "severe acute respiratory syndrome coronavirus")
+    assert made["agent"] == ("What is tuberculosis caused by?", "Mycobacterium tuberculosis in most patients")
+    assert made["examples"] == ("What are examples of respiratory viruses?", "coronaviruses and paramyxoviruses")
+    assert made["name"] == ("Most patients were later treated with remdesivir and what inhibitors in the clinic?", "ACE2")
+
+
+def test_prose_rules_skip_statements_that_ask_nothing():
+    text = ("This study was conducted in seven patients with MEWDS. "  # a subject that names nothing out of its passage
+            "The samples were collected in November from the farm. "  # a verb phrase, not a value
+            "The tree was drawn to scale with branch lengths. "
+            "Results are shown in Table S3 for every strain. "  # a reference, not a name
+            "Authors: Bouvier, Monique; Chen, Wei-Ju; Arnold, John C2.")  # metadata
+    assert chunk_questions(hit(text)) == []
+
+
+def test_prose_kinds_are_drawn_in_equal_shares_and_rows_keep_theirs():
+    numbers = " ".join(f"Doses of drug {n} lasted for {n + 2} days in the ward." for n in range(30))
+    defined = " ".join(f"We measured {w} virus antigen ({w[0].upper()}VA) in serum." for w in
+                       ("alpha", "beta", "gamma", "delta", "kappa", "sigma", "omega", "zeta"))
+    chunks = [hit(numbers, source="docs/n.md"), hit(defined, source="docs/d.md")]
+    balanced = build_synthetic_qa(chunks, SyntheticSettings(max_questions=8, per_document=50, per_chunk=20))
+    kinds = [item.id.rsplit("-", 1)[1] for item in balanced]
+    assert sorted(kinds) == ["definition"] * 4 + ["quantity"] * 4
+    chance = build_synthetic_qa(chunks, SyntheticSettings(max_questions=8, per_document=50, per_chunk=20,
+                                                          balance_kinds=False))
+    assert len(chance) == 8
+    rows = [hit(f"Item: Revenue {n}\n2019: {n}.5\n2018: {n}.1", "csv", row=n, source="structured/t.csv") for n in range(40)]
+    mixed = build_synthetic_qa(rows + chunks, SyntheticSettings(max_questions=20, per_document=50, per_chunk=20))
+    kinds = [item.id.rsplit("-", 1)[1] for item in mixed]
+    assert 6 <= kinds.count("row") <= 16  # 50 row candidates of 88: their share is left to the draw
+    assert abs(kinds.count("definition") - kinds.count("quantity")) <= 1
 
 
 def _chunks_of(folder: Path, names: list[str]) -> list[Hit]:
