@@ -8,7 +8,8 @@ always in there" and learns to judge the passages instead. For each question thi
 
 1. finds the gold chunk: the chunk of the QA item's ``source`` document (any document when no
    source is given) that best matches question + answer, preferring one containing the ``fact``;
-2. retrieves for the question with the same search the server runs (``--mode``), and keeps the
+2. retrieves for the question with the same search the server runs (the retrieval config's, or
+   ``--mode``), and keeps the
    hits that are not the gold chunk and do not contain the fact as distractors (an
    answer-bearing chunk is not a distractor; it would make "cite [n]" ambiguous);
 3. writes ``build_rag_messages(question, passages)`` (the exact prompt of the ``/rag`` and
@@ -19,6 +20,14 @@ always in there" and learns to judge the passages instead. For each question thi
    line: copying the evidence first is easier for a small model than finding and rephrasing it
    at once, and the short answer with its citation stays the last line of every reply
    (``modeling.rag_prompt.final_answer`` reads it back; the evaluation scores that part).
+
+The passage order is a knob (``order``). ``shuffled`` (default) is the paper's: the gold
+passage at a random place among distractors drawn at random from the question's hits.
+``retrieval`` trains as the server serves: the distractors are the question's best-ranked hits
+(with the server's reranker, when it has one), in rank order, and the gold passage sits at the
+rank the search gives it. The server puts the passage that answers first more often than not
+(BM25 on COVID-QA: for 91 of 152 held-out questions), which a shuffled training context never
+shows the adapter.
 
 A context always holds ``distractors + 1`` passages (gold + k distractors, or k + 1 distractors
 without gold, as in the paper), so ``--distractors 3`` matches the server's default ``top_k: 4``.
@@ -58,13 +67,17 @@ from qa import QAFormatError, QAItem, SourceNotFoundError, load_qa, mentions, no
 
 ABSTAIN_ANSWER = "The passages do not contain the answer, so I do not know."
 NoGold = Literal["abstain", "memorize"]
+ContextOrder = Literal["shuffled", "retrieval"]
 
 
 class RaftSettings(StrictModel):
     distractors: int = Field(3, ge=0, le=20, description="distractor passages next to the gold one")
     p_gold: float = Field(0.8, ge=0.0, le=1.0, description="fraction of examples whose context holds the gold passage")
     seed: int = 0
-    mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="search mode; use the server's")
+    mode: Literal["dense", "bm25", "hybrid"] | None = Field(
+        None, description="search mode; None = the retrieval config's search.mode, which the server searches with")
+    order: ContextOrder = Field("shuffled", description="passage order in a context: shuffled (the paper) | "
+                                "retrieval (the server's: its top-ranked distractors, in rank order)")
     no_gold: NoGold = Field("abstain", description="assistant turn without the gold passage: abstain | memorize")
     copies: int = Field(1, ge=1, le=100, description="examples per question, each with its own distractor draw")
     pool_size: int = Field(12, ge=1, le=100, description="hits retrieved per question to draw distractors from")
@@ -105,7 +118,8 @@ class RaftStats:
 class _Prepared:
     item: QAItem
     gold: Hit
-    pool: list[Hit]
+    pool: list[Hit]  # the question's hits that may be distractors, best first
+    gold_slot: int | None  # pool hits the question's own search ranks above the gold chunk (None: gold not in its hits)
 
 
 def cite(answer: str, ref: int) -> str:
@@ -164,15 +178,24 @@ def _prepare(items: Sequence[QAItem], retriever: Retriever, settings: RaftSettin
         gold, has_fact = _find_gold(item, retriever, settings, sources)
         if not has_fact:
             stats.gold_without_fact.append(item.id)
-        hits = retriever.search(item.question, mode=settings.mode, top_k=settings.pool_size, rerank=False)
+        # the server's search (its reranker too) when the context keeps the server's order
+        rerank = None if settings.order == "retrieval" else False
+        hits = retriever.search(item.question, mode=settings.mode, top_k=settings.pool_size, rerank=rerank)
         pool = [h for h in hits if h.chunk_id != gold.chunk_id and not mentions(h.text, item.gold_fact)]
-        prepared.append(_Prepared(item, gold, pool))
+        ids = [h.chunk_id for h in hits]
+        pooled = {h.chunk_id for h in pool}
+        gold_slot = sum(i in pooled for i in ids[: ids.index(gold.chunk_id)]) if gold.chunk_id in ids else None
+        prepared.append(_Prepared(item, gold, pool, gold_slot))
     return prepared
 
 
-def _distractors(p: _Prepared, needed: int, everything: list[Hit], rng: random.Random) -> list[Hit]:
-    """``needed`` distractors: drawn from this question's hits, padded from other questions' hits."""
-    chosen = rng.sample(p.pool, needed) if len(p.pool) >= needed else list(p.pool)
+def _distractors(p: _Prepared, needed: int, everything: list[Hit], rng: random.Random, top: bool) -> list[Hit]:
+    """``needed`` distractors: this question's hits (its best ones when ``top``, else drawn at random),
+    padded from other questions' hits."""
+    if top:
+        chosen = p.pool[:needed]
+    else:
+        chosen = rng.sample(p.pool, needed) if len(p.pool) >= needed else list(p.pool)
     if len(chosen) < needed:
         taken = {h.chunk_id for h in chosen} | {p.gold.chunk_id}
         spare = [h for h in everything if h.chunk_id not in taken and not mentions(h.text, p.item.gold_fact)]
@@ -203,10 +226,16 @@ def build_raft_examples(
     for index, p in enumerate(slots):
         keep_gold = index in with_gold
         needed = settings.distractors + (0 if keep_gold else 1)  # the context size never reveals the gold
-        chosen = _distractors(p, needed, everything, rng)
+        chosen = _distractors(p, needed, everything, rng, top=settings.order == "retrieval")
         stats.short_contexts += len(chosen) < needed
-        passages = [*chosen, p.gold] if keep_gold else chosen
-        rng.shuffle(passages)
+        if settings.order == "retrieval":
+            passages = list(chosen)  # best first, as the server shows them
+            if keep_gold:  # at its own rank; one the search missed goes anywhere
+                slot = p.gold_slot if p.gold_slot is not None else rng.randrange(len(passages) + 1)
+                passages.insert(min(slot, len(passages)), p.gold)
+        else:
+            passages = [*chosen, p.gold] if keep_gold else chosen
+            rng.shuffle(passages)
         gold_ref = passages.index(p.gold) + 1 if keep_gold else None
         if gold_ref is not None:
             reply = gold_reply(p.item, p.gold, gold_ref, settings)
@@ -236,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distractors", type=int, default=defaults.distractors)
     parser.add_argument("--p-gold", type=float, default=defaults.p_gold)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default=defaults.mode)
+    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default=defaults.mode,
+                        help="search mode (default: the retrieval config's)")
+    parser.add_argument("--order", choices=["shuffled", "retrieval"], default=defaults.order,
+                        help="passage order in a context (see the module docstring)")
     parser.add_argument("--no-gold", choices=["abstain", "memorize"], default=defaults.no_gold,
                         help="answer when the gold passage is left out (see the module docstring)")
     parser.add_argument("--copies", type=int, default=defaults.copies)
@@ -244,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = RaftSettings(distractors=args.distractors, p_gold=args.p_gold, seed=args.seed, mode=args.mode,
-                                no_gold=args.no_gold, copies=args.copies, quote=not args.no_quote)
+                                no_gold=args.no_gold, copies=args.copies, quote=not args.no_quote, order=args.order)
     except ValueError as exc:
         parser.error(str(exc))
     try:

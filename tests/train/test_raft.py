@@ -125,6 +125,24 @@ def test_examples_are_exactly_the_servers_rag_prompt_with_a_cited_answer(kb, ite
         assert not any(mentions(h.text, item.fact) for i, h in enumerate(hits) if i != ex.gold_ref - 1)
 
 
+def test_retrieval_order_is_the_servers_context_with_the_gold_at_its_rank(kb, items, chunks):
+    examples, _ = build_raft_examples(items, kb, RaftSettings(distractors=2, p_gold=0.5, order="retrieval", seed=5))
+    by_id = {i.id: i for i in items}
+    for ex in examples:
+        item = by_id[ex.qa_id]
+        hits = kb.search(item.question, top_k=RaftSettings().pool_size)
+        ranked = [h.chunk_id for h in hits]
+        distractors = [c for i, c in enumerate(ex.passage_chunk_ids) if ex.gold_ref is None or i != ex.gold_ref - 1]
+        # the question's best-ranked hits that do not state the fact, best first
+        expected = [c for c in ranked if not mentions(chunks[c].text, item.fact)][: len(distractors)]
+        assert distractors == expected
+        if ex.gold_ref is not None and ex.passage_chunk_ids[ex.gold_ref - 1] in ranked:
+            order = [ranked.index(c) for c in ex.passage_chunk_ids]
+            assert order == sorted(order)  # the gold passage sits at the rank the search gives it
+    shuffled, _ = build_raft_examples(items, kb, RaftSettings(distractors=2, p_gold=1.0, seed=5))
+    assert {e.gold_ref for e in shuffled} != {1}  # the paper's contexts put the gold anywhere
+
+
 def test_without_quotes_the_reply_is_the_cited_answer(kb, items):
     examples, _ = build_raft_examples(items, kb, RaftSettings(p_gold=1.0, quote=False))
     by_id = {i.id: i for i in items}
