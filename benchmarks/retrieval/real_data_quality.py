@@ -64,12 +64,12 @@ def choose(scored: list) -> tuple:
     fusion that wins at 4 and loses at 10 trades one list position for another); among the
     qualifying fusions and the better branch itself, the best hit@4, then MRR, wins.
     """
-    singles = [(c, r) for c, r in scored if c[0] in {"dense", "bm25"}]
+    branches = {ranker for ranker, *_ in SINGLE}
+    singles = [(c, r) for c, r in scored if c[0] in branches]
     floor = {k: max(r.hit[k] for _, r in singles) for k in CUTOFFS}
-    better_branch = max(singles, key=lambda cr: (cr[1].hit[4], cr[1].mrr))
-    qualifying = [(c, r) for c, r in scored if c[0] not in {"dense", "bm25"}
+    qualifying = [(c, r) for c, r in scored if c[0] not in branches
                   and all(r.hit[k] >= floor[k] for k in CUTOFFS)]
-    return max(qualifying + [better_branch], key=lambda cr: (cr[1].hit[4], cr[1].mrr))[0]
+    return max(qualifying + singles, key=lambda cr: (cr[1].hit[4], cr[1].mrr))[0]
 
 
 def content_words(text: str) -> set[str]:
